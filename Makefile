@@ -1,0 +1,31 @@
+# The two commands of the README: `make demo` and `make test`. Everything they need is set up here
+# in .venv, so a fresh clone with ../shared beside it needs nothing else.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch first and pinned: the local CPU build; a looser requirement pulls GBs of CUDA packages.
+TORCH := torch==2.13.0
+
+.PHONY: demo test lint setup clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[build,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/edgecnn models
+
+lint: $(STAMP)
+	$(BIN)/ruff check edgecnn tests
+
+test: $(STAMP) lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
