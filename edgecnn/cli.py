@@ -85,6 +85,166 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from edgecnn.recipe import load_recipe
+    from edgecnn.recipe.pipeline import BuildContext, plan, run_stages
+    from edgecnn.recipe.preflight import preflight
+    from edgecnn.recipe.stages import STAGES
+    from edgecnn.report.tables import markdown_table
+    from edgecnn.rundir import RunLock
+
+    recipe = load_recipe(args.recipe, args.set)
+    run_dir = Path(args.out or recipe.run_dir())
+    preflight(recipe, run_dir)
+    console = Console()
+    ctx = BuildContext(recipe, run_dir, console)
+    if args.dry_run:
+        for stage, state in plan(STAGES, ctx):
+            console.print(f"{stage.name:<10} {state}")
+        console.print(f"recipe {args.recipe} is valid; run directory {run_dir} (nothing written)")
+        return 0
+    created = not run_dir.exists()
+    try:
+        with RunLock(run_dir):
+            run_stages(STAGES, ctx, force=args.force)
+    except (EdgeCNNError, KeyboardInterrupt):
+        # A build that failed before its first stage finished leaves nothing behind.
+        if created and not any(run_dir.glob("*/manifest.json")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    print()
+    print(markdown_table(ctx.done["report"]["rows"]))
+    print(f"\nreport: {run_dir / 'report.md'} (and report.json, top1_vs_macs.png, "
+          "top1_vs_latency.png)")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from edgecnn.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.set)
+    print(f"recipe {args.recipe} is valid: {recipe.name} ({recipe.model.arch})")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edgecnn.backends.registry import open_runner
+    from edgecnn.bench import measure_latency, run_context
+
+    batches = _int_list(args.batch, "--batch")
+    runner = open_runner(args.backend, args.artifact, threads=args.threads)
+    results = {}
+    for batch in batches:
+        stats = measure_latency(runner, batch, warmup=args.warmup,
+                                min_iterations=args.iterations, min_seconds=args.seconds)
+        results[str(batch)] = stats.to_dict()
+        print(f"batch {batch:>4}: p50 {stats.p50_ms:8.3f} ms  p90 {stats.p90_ms:8.3f}  "
+              f"p99 {stats.p99_ms:8.3f}  mean {stats.mean_ms:8.3f} +- {stats.std_ms:.3f}  "
+              f"{stats.throughput:8.1f} img/s  ({stats.iterations} runs)")
+    context = run_context(args.threads)
+    print(f"on {context['cpu']}, {context['logical_cores']} logical cores, threads "
+          f"{args.threads or 'default'}, {args.backend} "
+          f"{context['libraries'].get(args.backend, '')}")
+    if args.json:
+        from pathlib import Path
+
+        from edgecnn.train.checkpoint import atomic_write_json
+
+        atomic_write_json(Path(args.json), {"artifact": str(args.artifact),
+                                            "backend": args.backend, "results": results,
+                                            "context": context})
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise EdgeCNNError(f"{flag} takes positive integers separated by commas, got {text!r}")
+    return values
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edgecnn.report.build_report import write_report
+    from edgecnn.report.tables import markdown_table
+
+    rows = []
+    for name in args.reports:
+        path = Path(name)
+        try:
+            rows += json.loads(path.read_text())["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise EdgeCNNError(f"report {path} cannot be read as an edgecnn report.json "
+                               f"({type(exc).__name__})") from None
+    print(markdown_table(rows))
+    if args.out:
+        files = write_report(rows, Path(args.out), title="edgecnn report")
+        print(f"written: {', '.join(str(p) for p in files.values())}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
+    from edgecnn.recipe import load_recipe
+    from edgecnn.rundir import RunLock
+
+    recipe = load_recipe(args.recipe, args.set)
+    if recipe.train is None:
+        raise EdgeCNNError(f"recipe {args.recipe} has no train section")
+    run_dir = Path(args.out or recipe.run_dir())
+    created = not run_dir.exists()
+    try:
+        with RunLock(run_dir):
+            from edgecnn.train.trainer import Trainer
+
+            Trainer(recipe, run_dir).run(restart=args.force)
+    except (EdgeCNNError, KeyboardInterrupt):
+        # A run that failed before its first checkpoint leaves nothing behind.
+        if created and not (run_dir / "train" / "last.json").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    print(f"trained weights: {run_dir / 'train' / 'best.safetensors'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from edgecnn.backends.torch_backend import TorchRunner
+    from edgecnn.data import load_split
+    from edgecnn.models import create_model
+    from edgecnn.train.evaluate import evaluate
+
+    options = _model_options(args)
+    model = create_model(args.model, pretrained=args.weights, **options)
+    resolution = args.resolution or model.card.resolution
+    data = load_split(args.data, args.split, size=resolution, val_size=args.val_size)
+    mean = tuple(args.mean) if args.mean else model.card.mean
+    std = tuple(args.std) if args.std else model.card.std
+    result = evaluate(TorchRunner(model, resolution=resolution), data, mean, std, args.batch_size)
+    summary = {"model": args.model, "weights": args.weights, "data": data.description,
+               "resolution": resolution, "batch_size": args.batch_size, **result.to_dict()}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{args.model} on {data.description} ({result.samples} images, {resolution}x{resolution},"
+          f" batch {args.batch_size})")
+    print(f"top-1 {result.top1:.2f}%   top-5 {result.top5:.2f}%")
+    if len(result.per_class) <= 20:
+        for name, acc in result.per_class.items():
+            print(f"  {name:<16} {acc:6.2f}%")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgecnn",
@@ -109,6 +269,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a family option, e.g. width_mult=0.5 or phi=2 (repeatable)")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("build", help="run a recipe: train, export, quantize, evaluate, "
+                                     "benchmark, report (resumes after a kill)")
+    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument("--set", action="append", default=[], metavar="A.B=VALUE",
+                   help="override a recipe value, e.g. quantize.calibration.samples=1024")
+    p.add_argument("--out", help="run directory (default: the recipe's output)")
+    p.add_argument("--force", action="store_true", help="rebuild every stage")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate and show which stages would run; write nothing")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("validate", help="check a recipe against the schema")
+    p.add_argument("recipe")
+    p.add_argument("--set", action="append", default=[], metavar="A.B=VALUE")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("bench", help="latency and throughput of an artifact on a backend")
+    p.add_argument("artifact", help="model file, e.g. runs/NAME/quantize/model.int8.onnx")
+    p.add_argument("--backend", default="onnxruntime", help="onnxruntime")
+    p.add_argument("--batch", default="1,8", help="batch sizes, comma separated")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--iterations", type=int, default=100, help="minimum timed runs")
+    p.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="merge report.json files into one table (and plots)")
+    p.add_argument("reports", nargs="+", help="report.json files")
+    p.add_argument("--out", help="folder for the merged report.md/json and plots")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("train", help="train a recipe's model (resumes after a kill)")
+    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument("--set", action="append", default=[], metavar="A.B=VALUE",
+                   help="override a recipe value, e.g. train.epochs=5 (repeatable)")
+    p.add_argument("--out", help="run directory (default: the recipe's output)")
+    p.add_argument("--force", action="store_true", help="start over instead of resuming")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="top-1/top-5 and per-class accuracy of a model on a split")
+    p.add_argument("model", help="architecture name")
+    p.add_argument("--weights", help="checkpoint (.pth, .th, .safetensors)")
+    p.add_argument("--data", default="cifar10-jpeg", help="dataset name, folder or archive")
+    p.add_argument("--split", default="test", help="train, val or test (default: test)")
+    p.add_argument("--val-size", type=int, default=5000, help="images held out of train as val")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--resolution", type=int, help="input size (default: the model's)")
+    p.add_argument("--mean", type=float, nargs=3, help="normalisation mean (default: model's)")
+    p.add_argument("--std", type=float, nargs=3, help="normalisation std (default: model's)")
+    p.add_argument("--num-classes", type=int, help="classifier outputs")
+    p.add_argument("--cifar-stem", action="store_true", help="3x3 stride-1 stem")
+    p.add_argument("--separable", choices=["depthwise", "spatial"], help=argparse.SUPPRESS)
+    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a family option, e.g. width_mult=0.5")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

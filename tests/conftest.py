@@ -24,3 +24,37 @@ def torchvision_reference(shared: Path) -> dict:
     if not path.is_file():
         pytest.skip(f"{path} not found")
     return json.loads(path.read_text())["models"]
+
+
+@pytest.fixture(scope="session")
+def cifar_test_split(shared):
+    """The real CIFAR-10 (JPEG copy) test split, decoded once (cached across sessions)."""
+    from edgecnn.data import load_split
+
+    return load_split("cifar10-jpeg", "test")
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar_folder(cifar_test_split, tmp_path_factory):
+    """A small real ImageFolder tree (train 20 + test 10 images per class) cut from CIFAR-10."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("tiny-cifar")
+    labels = cifar_test_split.labels
+    for c, name in enumerate(cifar_test_split.classes):
+        picks = np.flatnonzero(labels == c)[:30]
+        for i, index in enumerate(picks):
+            split = "train" if i < 20 else "test"
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(cifar_test_split.images[index]).save(folder / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """An empty cache folder for tests that extract or decode their own files."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("EDGECNN_CACHE", str(cache))
+    return cache

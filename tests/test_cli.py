@@ -68,3 +68,31 @@ def test_help_lists_the_commands(capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "models" in out and "summary" in out
+
+
+def test_eval_prints_top1_top5_and_classes(capsys, tiny_cifar_folder, shared):
+    weights = shared / "weights" / "cifar10-resnet" / "resnet20-12fca82f.th"
+    code, out, _ = run(capsys, "eval", "resnet20", "--weights", str(weights), "--data",
+                       str(tiny_cifar_folder), "--split", "test", "--batch-size", "7")
+    assert code == 0
+    assert "100 images, 32x32, batch 7" in out
+    assert "top-1 " in out and "top-5 " in out and "airplane" in out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "recipes/resnet20_cifar10.yaml", "--set", "data.dataset=/no/such"],
+     "dataset '/no/such' is neither a known name nor an existing path"),
+    (["train", "recipes/resnet20_cifar10.yaml", "--set", "train.epochs=0"],
+     "train.epochs: Input should be greater than or equal to 1"),
+    (["eval", "resnet20", "--weights", "/no/weights.th"], "weights file /no/weights.th does not"),
+])
+def test_train_and_eval_errors_leave_no_run_directory(capsys, tmp_path, argv, message):
+    from edgecnn.settings import REPO_ROOT
+
+    argv = [str(REPO_ROOT / a) if a.startswith("recipes/") else a for a in argv]
+    out_dir = tmp_path / "run"
+    if argv[0] == "train":
+        argv += ["--out", str(out_dir)]
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not out_dir.exists()

@@ -1,0 +1,100 @@
+"""Is ResNet-20 training on CIFAR-10 limited by its input pipeline?
+
+Measures training images/s of the same model and optimizer fed two ways, alternating in rounds
+in one process so machine noise hits both alike:
+
+* pipeline: the real loader — uint8 images in memory, CIFAR augmentation (pad 4, random crop,
+  flip) and normalisation on the fly, prefetched by a background thread;
+* preloaded: batches already augmented-free, normalised and resident as float tensors.
+
+    .venv/bin/python benchmarks/train_input_pipeline.py [--rounds 3] [--batches 60]
+
+Writes benchmarks/results/train_input_pipeline.json and prints the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from edgecnn.data import BatchLoader, load_split
+from edgecnn.models import create_model
+from edgecnn.train.trainer import cpu_has_native_bf16
+
+RESULTS = Path(__file__).parent / "results" / "train_input_pipeline.json"
+
+
+def train_steps(model, optimizer, batches, autocast_dtype) -> float:  # noqa: ANN001
+    """Images per second over ``batches`` (an iterable of (x, y)) of real training steps."""
+    model.train()
+    seen, start = 0, time.perf_counter()
+    for x, y in batches:
+        with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += len(y)
+    return seen / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=60, help="training steps per measurement")
+    parser.add_argument("--batch-size", type=int, default=128)
+    args = parser.parse_args()
+
+    train = load_split("cifar10-jpeg", "train", val_size=5000)
+    model = create_model("resnet20").to(memory_format=torch.channels_last)
+    mean, std = model.card.mean, model.card.std
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True,
+                                weight_decay=5e-4)
+    autocast_dtype = torch.bfloat16 if cpu_has_native_bf16() else None
+    loader = BatchLoader(train, args.batch_size, mean, std, shuffle=True, augment="cifar",
+                         drop_last=True, channels_last=True)
+    plain = BatchLoader(train, args.batch_size, mean, std, augment="none", drop_last=True,
+                        channels_last=True, prefetch=0)
+    preloaded = [batch for _, batch in zip(range(args.batches), plain, strict=False)]
+
+    def pipeline_batches():  # noqa: ANN202
+        return (b for _, b in zip(range(args.batches), loader, strict=False))
+
+    train_steps(model, optimizer, preloaded[:10], autocast_dtype)  # warm-up
+    rows = []
+    for round_index in range(args.rounds):
+        loader.set_epoch(round_index)
+        rows.append({
+            "round": round_index,
+            "pipeline": train_steps(model, optimizer, pipeline_batches(), autocast_dtype),
+            "preloaded": train_steps(model, optimizer, preloaded, autocast_dtype),
+        })
+        print(f"round {round_index}: pipeline {rows[-1]['pipeline']:.0f} img/s, "
+              f"preloaded {rows[-1]['preloaded']:.0f} img/s")
+    pipeline = sum(r["pipeline"] for r in rows) / len(rows)
+    pre = sum(r["preloaded"] for r in rows) / len(rows)
+    result = {
+        "benchmark": "ResNet-20 CIFAR-10 training throughput: input pipeline vs preloaded",
+        "pipeline_images_per_second": round(pipeline, 1),
+        "preloaded_images_per_second": round(pre, 1),
+        "ratio": round(pipeline / pre, 3),
+        "rounds": rows, "batch_size": args.batch_size, "batches_per_round": args.batches,
+        "autocast": str(autocast_dtype), "threads": torch.get_num_threads(),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
+                    "python": platform.python_version(), "torch": torch.__version__},
+        "measured": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"pipeline / preloaded = {result['ratio']:.3f} "
+          f"({pipeline:.0f} vs {pre:.0f} img/s); written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""The ONNX Runtime runner (CPU execution provider; CUDA/TensorRT providers where installed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.backends.base import InputSpec
+from edgecnn.errors import EdgeCNNError
+
+
+class OnnxRuntimeRunner:
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | Path, threads: int | None = None,
+                 providers: list[str] | None = None) -> None:
+        from edgecnn._optional import require
+
+        ort = require("onnxruntime", "the onnxruntime backend")
+        path = Path(path)
+        if not path.is_file():
+            raise EdgeCNNError(f"ONNX model {path} does not exist")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(path), options,
+                                                providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
+            raise EdgeCNNError(f"ONNX Runtime cannot load {path}: "
+                               f"{str(exc).splitlines()[0]}") from None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self._spec = InputSpec(inp.name, tuple(d if isinstance(d, int) else None
+                                               for d in inp.shape))
+        self.path = path
+
+    def input_spec(self) -> InputSpec:
+        return self._spec
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        expected = self._spec.shape
+        if batch.ndim != len(expected) or any(
+                e is not None and e != s for e, s in zip(expected, batch.shape, strict=True)):
+            raise EdgeCNNError(f"{self.path.name} takes input {expected}, got {batch.shape}")
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch,
+                                                                            np.float32)})[0]

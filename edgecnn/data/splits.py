@@ -1,0 +1,78 @@
+"""Splits of a dataset: the folders it has, plus a validation split carved from train.
+
+``train`` and ``val`` are disjoint: when the dataset has no ``val`` folder, ``val_size`` images
+of the train folder, chosen by a seeded permutation, form it and are removed from ``train``.
+Calibration samples for quantization are drawn from ``train`` only, never from ``test``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.data.folder import FolderIndex, decode_folder, scan_folder
+from edgecnn.data.sources import dataset_root
+from edgecnn.errors import EdgeCNNError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class ImageSet:
+    """Decoded images of one split: uint8 (N, H, W, 3), int64 labels, class names."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+    description: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray, description: str) -> ImageSet:
+        return ImageSet(self.images[indices], self.labels[indices], self.classes, description)
+
+
+def held_out_indices(n: int, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, val indices), disjoint, sorted, from a permutation seeded by ``seed``."""
+    if not 0 <= val_size < n:
+        raise EdgeCNNError(f"data.val_size must be between 0 and {n - 1} (the train split), "
+                           f"got {val_size}")
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[val_size:]), np.sort(order[:val_size])
+
+
+def split_index(dataset: str, split: str) -> tuple[FolderIndex, Path]:
+    root = dataset_root(dataset)
+    available = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folder = split if split in available else "train" if split == "val" else None
+    if split not in SPLITS or folder not in available:
+        valid = sorted(set(available) | ({"val"} if "train" in available else set()))
+        raise EdgeCNNError(f"dataset {dataset!r} has no split {split!r}; valid: {', '.join(valid)}")
+    return scan_folder(root / folder), root
+
+
+def load_split(
+    dataset: str, split: str, *, size: int | None = None, val_size: int = 5000, seed: int = 0,
+) -> ImageSet:
+    """Decode one split into memory (cached); ``size`` resizes + centre-crops every image."""
+    index, root = split_index(dataset, split)
+    images = decode_folder(index, size)
+    full = ImageSet(images, index.labels, index.classes, f"{dataset}:{index.root.name}")
+    carve = index.root.name == "train" and not (root / "val").is_dir() and split in ("train", "val")
+    if not carve or val_size == 0:
+        return full
+    train_idx, val_idx = held_out_indices(len(full), val_size, seed)
+    if split == "train":
+        return full.subset(train_idx, f"{dataset}:train minus {val_size} held out (seed {seed})")
+    return full.subset(val_idx, f"{dataset}:val = {val_size} held out of train (seed {seed})")
+
+
+def calibration_indices(n_train: int, samples: int, seed: int = 0) -> np.ndarray:
+    """``samples`` distinct train indices, the same for the same seed on every machine."""
+    if not 0 < samples <= n_train:
+        raise EdgeCNNError(f"calibration samples must be between 1 and {n_train} (the train "
+                           f"split holds {n_train} images), got {samples}")
+    return np.sort(np.random.default_rng(seed).choice(n_train, samples, replace=False))

@@ -1,0 +1,1 @@
+"""INT8 quantization for the runtime that will run the model."""

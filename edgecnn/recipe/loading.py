@@ -1,0 +1,98 @@
+"""Reading a recipe: YAML, ``--set a.b=value`` overrides, then schema validation.
+
+Every failure is an :class:`EdgeCNNError` naming the file, line or field and what is valid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from edgecnn.errors import EdgeCNNError
+from edgecnn.recipe.schema import Recipe
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise EdgeCNNError(f"recipe {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise EdgeCNNError(f"recipe {path}: YAML syntax error{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise EdgeCNNError(f"recipe {path}: expected a mapping of sections, got "
+                           f"{type(data).__name__}")
+    return data
+
+
+def apply_override(data: dict[str, Any], assignment: str, source: str = "--set") -> None:
+    """``a.b.c=value``: set an existing key (or a key of an existing section) to a YAML value."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key:
+        raise EdgeCNNError(f"{source} {assignment!r} must look like section.key=value")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise EdgeCNNError(f"{source} {assignment!r}: the value is not valid YAML") from None
+    parts = key.strip().split(".")
+    node: Any = data
+    for depth, part in enumerate(parts[:-1]):
+        if not isinstance(node, dict):
+            raise EdgeCNNError(f"{source} {key}: {'.'.join(parts[:depth])} is not a section")
+        node = node.setdefault(part, {}) if _is_section(parts[:depth + 1]) else node.get(part)
+        if node is None:
+            raise EdgeCNNError(f"{source} {key}: there is no {'.'.join(parts[:depth + 1])} in "
+                               "the recipe")
+    if not isinstance(node, dict):
+        raise EdgeCNNError(f"{source} {key}: {'.'.join(parts[:-1])} is not a section")
+    node[parts[-1]] = value  # an unknown leaf name is then rejected by the schema
+
+
+def _is_section(path: list[str]) -> bool:
+    # Top-level sections may be absent from the file (defaults), so --set may create them.
+    return len(path) == 1 and path[0] in Recipe.model_fields
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(recipe)"
+        if err["type"] == "extra_forbidden":
+            parent = err["loc"][:-1]
+            valid = _field_names(parent)
+            lines.append(f"{field}: unknown key; valid keys here: {', '.join(valid)}")
+        elif err["type"] == "missing":
+            lines.append(f"{field}: required but missing")
+        else:
+            got = err.get("input")
+            shown = f" (got {got!r})" if not isinstance(got, dict) and got is not None else ""
+            lines.append(f"{field}: {err['msg'].removeprefix('Value error, ')}{shown}")
+    return f"recipe {source}: " + "; ".join(lines)
+
+
+def _field_names(path: tuple) -> list[str]:
+    model: Any = Recipe
+    for part in path:
+        annotation = model.model_fields[part].annotation
+        model = next((a for a in getattr(annotation, "__args__", (annotation,))
+                      if isinstance(a, type) and hasattr(a, "model_fields")), None)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    path = Path(path)
+    data = read_yaml(path)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise EdgeCNNError(format_validation_error(exc, str(path))) from None

@@ -1,0 +1,150 @@
+"""The build: a recipe's stages run in order into a run directory, each one resumable.
+
+A stage writes its files into ``RUN_DIR/<stage>/`` and then, last, ``manifest.json``: what it
+was built from (its recipe sections, the sha256 of its input artifacts, library versions) and
+the sha256 of what it wrote. A rerun skips a stage whose manifest matches what it would be built
+from now and whose outputs are intact; anything else is rebuilt, so a build killed at any point
+resumes and ends with the same artifacts. ``force`` rebuilds everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from edgecnn import __version__
+from edgecnn.bench.context import versions
+from edgecnn.recipe.schema import Recipe
+from edgecnn.train.checkpoint import atomic_write_json
+
+MANIFEST = "manifest.json"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class BuildContext:
+    recipe: Recipe
+    run_dir: Path
+    console: Console
+    # Summaries of the stages done so far (from their manifests), by stage name.
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def stage_dir(self, name: str) -> Path:
+        return self.run_dir / name
+
+    def artifact(self, stage: str, key: str) -> Path:
+        """A file a finished stage produced, by the key it gave it in its summary."""
+        return self.run_dir / self.done[stage]["artifacts"][key]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the build.
+
+    ``sections`` names the recipe sections it depends on; ``inputs`` lists the earlier stages'
+    artifacts it reads; ``run`` writes into the stage folder and returns a summary whose
+    ``artifacts`` maps keys to paths relative to the run directory.
+    """
+
+    name: str
+    sections: tuple[str, ...]
+    run: Callable[[BuildContext, Path], dict[str, Any]]
+    inputs: Callable[[BuildContext], list[Path]] = lambda ctx: []
+    enabled: Callable[[Recipe], bool] = lambda recipe: True
+    keep_partial: bool = False  # the stage resumes its own partial work (training)
+
+
+def stage_fingerprint(stage: Stage, ctx: BuildContext) -> dict[str, Any]:
+    recipe = ctx.recipe.model_dump(mode="json")
+    return {
+        "stage": stage.name, "edgecnn": __version__,
+        "recipe": {s: recipe.get(s) for s in stage.sections},
+        "inputs": {_display(p, ctx.run_dir): sha256_of(p) for p in stage.inputs(ctx)},
+    }
+
+
+def _display(path: Path, run_dir: Path) -> str:
+    # Artifacts of the run by their place in it; outside files (a checkpoint) by their path.
+    return str(path.relative_to(run_dir)) if path.is_relative_to(run_dir) else str(path)
+
+
+def _intact(manifest: dict[str, Any], run_dir: Path) -> bool:
+    return all((run_dir / rel).is_file() and sha256_of(run_dir / rel) == digest
+               for rel, digest in manifest["outputs"].items())
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    path = folder / MANIFEST
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except json.JSONDecodeError:
+        return None  # a torn manifest counts as absent: the stage is rebuilt
+
+
+def plan(stages: list[Stage], ctx: BuildContext) -> list[tuple[Stage, str]]:
+    """(stage, 'skip: disabled' | 'run' | 'cached') for a dry run; inputs of later stages are not
+    known before earlier ones run, so a stage after one that runs shows 'run'."""
+    rows, rebuilding = [], False
+    for stage in stages:
+        if not stage.enabled(ctx.recipe):
+            rows.append((stage, "skipped (not in the recipe)"))
+            continue
+        manifest = read_manifest(ctx.stage_dir(stage.name))
+        cached = False
+        if manifest and not rebuilding:
+            try:
+                cached = (manifest["fingerprint"] == stage_fingerprint(stage, ctx)
+                          and _intact(manifest, ctx.run_dir))
+            except (KeyError, FileNotFoundError):
+                cached = False
+        if cached:
+            ctx.done[stage.name] = manifest["summary"]
+        rebuilding = rebuilding or not cached
+        rows.append((stage, "cached" if cached else "run"))
+    return rows
+
+
+def run_stages(stages: list[Stage], ctx: BuildContext, force: bool = False) -> dict[str, Any]:
+    for stage in stages:
+        folder = ctx.stage_dir(stage.name)
+        if not stage.enabled(ctx.recipe):
+            ctx.console.print(f"[dim]{stage.name:<10} skipped (not in the recipe)[/dim]")
+            continue
+        fingerprint = stage_fingerprint(stage, ctx)
+        manifest = None if force else read_manifest(folder)
+        if manifest and manifest.get("fingerprint") == fingerprint and _intact(manifest,
+                                                                               ctx.run_dir):
+            ctx.done[stage.name] = manifest["summary"]
+            ctx.console.print(f"{stage.name:<10} cached ({manifest['finished']})")
+            continue
+        (folder / MANIFEST).unlink(missing_ok=True)
+        if folder.exists() and not (stage.keep_partial and not force):
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        ctx.console.print(f"[bold]{stage.name:<10}[/bold] running")
+        started = time.time()
+        summary = stage.run(ctx, folder)
+        outputs = {rel: sha256_of(ctx.run_dir / rel) for rel in summary.get("artifacts", {}).values()}
+        ctx.done[stage.name] = summary
+        atomic_write_json(folder / MANIFEST, {
+            "fingerprint": fingerprint, "summary": summary, "outputs": outputs,
+            "versions": versions(), "seconds": round(time.time() - started, 2),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime()),
+        })
+        ctx.console.print(f"{stage.name:<10} done in {time.time() - started:.1f} s")
+    return ctx.done

@@ -1,0 +1,1 @@
+"""Tables (Markdown, CSV, JSON) and plots of accuracy, mult-adds and latency."""

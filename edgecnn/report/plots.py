@@ -1,0 +1,43 @@
+"""Top-1 against mult-adds or latency, one point per artifact, as PNG (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+MARKERS = {"fp32": "o", "int8": "s", "fp16": "^"}
+
+
+def plot_accuracy(rows: list[dict[str, Any]], x_axis: str, path: Path, title: str) -> None:
+    """``x_axis`` is ``"macs"`` or ``"latency"`` (p50 at batch 1, log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for row in rows:
+        if row.get("top1") is None:
+            continue
+        if x_axis == "macs":
+            x = row["macs"] / 1e6
+        else:
+            stats = row.get("latency", {}).get("1")
+            if stats is None:
+                continue
+            x = stats["p50_ms"]
+        label = f"{row['run']} {row['precision']} ({row['backend']})"
+        ax.scatter([x], [row["top1"]], marker=MARKERS.get(row["precision"], "D"), s=60,
+                   label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("mult-adds (M)" if x_axis == "macs" else "p50 latency, batch 1 (ms)")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.collections:
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,45 @@
+"""Rows of a report as a Markdown table (the one ``edgecnn build`` prints) or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from edgecnn.profile.summary import human, human_bytes
+
+COLUMNS = ("run", "precision", "backend", "top1", "agreement", "params", "MACs", "size",
+           "p50 b1 (ms)", "best img/s")
+
+
+def _p50(row: dict[str, Any], batch: str = "1") -> float | None:
+    stats = row.get("latency", {}).get(batch)
+    return stats["p50_ms"] if stats else None
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}%"
+
+    p50 = _p50(row)
+    best = max((s["throughput"] for s in row.get("latency", {}).values()), default=None)
+    return [
+        row["run"], row["precision"], row["backend"], pct(row.get("top1")),
+        pct(row.get("agreement_with_fp32")), human(row["params"]), human(row["macs"]),
+        human_bytes(row["file_bytes"]) if row.get("file_bytes") else "-",
+        "-" if p50 is None else f"{p50:.3f}", "-" if best is None else f"{best:.0f}",
+    ]
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def csv_table(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(COLUMNS)
+    writer.writerows(_cells(r) for r in rows)
+    return out.getvalue()

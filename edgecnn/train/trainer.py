@@ -1,0 +1,270 @@
+"""Training a recipe's model: SGD with a schedule, a checkpoint every epoch, resume after a kill.
+
+The run directory gets ``train/``: the per-epoch checkpoints (see :mod:`.checkpoint`),
+``best.safetensors`` (chosen on the validation split), ``metrics.jsonl`` (one line per epoch)
+and ``result.json`` (test accuracy of the best checkpoint, time, curve).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from edgecnn.backends.torch_backend import TorchRunner
+from edgecnn.data.loaders import BatchLoader
+from edgecnn.data.splits import ImageSet, load_split
+from edgecnn.errors import EdgeCNNError
+from edgecnn.models import create_model
+from edgecnn.models.surgery import freeze, replace_classifier
+from edgecnn.recipe.schema import Recipe
+from edgecnn.settings import shared_dir
+from edgecnn.train import checkpoint as ckpt
+from edgecnn.train.evaluate import evaluate
+from edgecnn.train.schedules import Schedule, current_lr, make_optimizer
+
+
+@dataclass
+class TrainData:
+    train: ImageSet
+    val: ImageSet | None
+    test: ImageSet | None
+
+
+def resolve_path(text: str) -> str:
+    """Expand ``{shared}`` (the shared folder setting) and ``~`` in a recipe path."""
+    return str(Path(text.format(shared=shared_dir())).expanduser())
+
+
+def build_model(recipe: Recipe, num_classes: int) -> torch.nn.Module:
+    """The recipe's model, from its checkpoint when it names one, with its classifier resized."""
+    m = recipe.model
+    n_cls = m.num_classes or num_classes
+    kwargs: dict[str, Any] = dict(m.options, in_chans=m.in_chans, cifar_stem=m.cifar_stem,
+                                  separable=m.separable, resolution=m.resolution)
+    if m.pretrained is None:
+        return create_model(m.arch, num_classes=n_cls, **kwargs)
+    # Load with the checkpoint's own classifier, then swap it when the class count differs.
+    model = create_model(m.arch, pretrained=resolve_path(m.pretrained), **kwargs)
+    if model.card.num_classes != n_cls or m.reset_classifier:
+        replace_classifier(model, n_cls)
+        model.card = type(model.card)(**{**model.card.__dict__, "num_classes": n_cls})
+    return model
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise EdgeCNNError("train.device is 'cuda' but no CUDA device is available; use 'cpu'")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_precision(requested: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain FP32."""
+    if requested == "auto":
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if cpu_has_native_bf16() else None
+    if requested == "fp16" and device.type != "cuda":
+        raise EdgeCNNError("train.precision 'fp16' needs CUDA; use 'bf16' or 'fp32' on CPU")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[requested]
+
+
+def recipe_fingerprint(recipe: Recipe) -> str:
+    """What the training depends on; a checkpoint of another fingerprint is not resumed.
+
+    The recipe's model, data and train sections, and the content of the starting checkpoint.
+    """
+    parts: dict[str, Any] = {k: getattr(recipe, k).model_dump(mode="json")
+                             for k in ("model", "data", "train")}
+    if recipe.model.pretrained:
+        from edgecnn.data.archives import sha256_file
+
+        path = Path(resolve_path(recipe.model.pretrained))
+        parts["pretrained_sha256"] = sha256_file(path) if path.is_file() else None
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_data(recipe: Recipe, resolution: int | None) -> TrainData:
+    d = recipe.data
+    train = load_split(d.dataset, "train", size=resolution, val_size=d.val_size,
+                       seed=d.split_seed)
+    val = (load_split(d.dataset, "val", size=resolution, val_size=d.val_size, seed=d.split_seed)
+           if d.val_size else None)
+    try:
+        test = load_split(d.dataset, "test", size=resolution)
+    except EdgeCNNError:
+        test = None  # a dataset without a test split is trained and validated only
+    return TrainData(train, val, test)
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, run_dir: Path, console: Console | None = None) -> None:
+        if recipe.train is None:
+            raise EdgeCNNError(f"recipe {recipe.name}: no train section to run")
+        self.recipe, self.cfg = recipe, recipe.train
+        self.folder = run_dir / "train"
+        self.console = console or Console()
+        self.device = pick_device(self.cfg.device)
+        self.autocast_dtype = pick_precision(self.cfg.precision, self.device)
+
+    # -- one epoch -----------------------------------------------------------------------------
+    def _train_epoch(self, model, loader, optimizer, schedule, frozen, progress,  # noqa: ANN001
+                     label: str) -> dict:
+        model.train()
+        for module in frozen:
+            module.eval()  # frozen BatchNorm keeps the checkpoint's statistics
+        task = progress.add_task("train", total=len(loader), epoch=label)
+        loss_sum = correct = seen = 0
+        start = time.perf_counter()
+        for x, y in loader:
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            with self._autocast():
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+            schedule.after_batch()
+            loss_sum += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+            progress.update(task, advance=1)
+        progress.remove_task(task)
+        elapsed = time.perf_counter() - start
+        return {"train_loss": loss_sum / seen, "train_top1": 100.0 * correct / seen,
+                "train_seconds": elapsed, "images_per_second": seen / elapsed}
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _evaluate(self, model, data: ImageSet | None, mean, std) -> dict | None:  # noqa: ANN001
+        if data is None:
+            return None
+        runner = TorchRunner(model, device=str(self.device), channels_last=self.cfg.channels_last)
+        return evaluate(runner, data, mean, std, self.recipe.data.eval_batch_size).to_dict()
+
+    # -- the whole run -------------------------------------------------------------------------
+    def run(self, restart: bool = False) -> dict[str, Any]:
+        cfg, recipe = self.cfg, self.recipe
+        torch.manual_seed(cfg.seed)
+        probe = create_model(recipe.model.arch, device="meta", **recipe.model.options,
+                             cifar_stem=recipe.model.cifar_stem)
+        resolution = recipe.model.resolution or probe.card.resolution
+        data = load_data(recipe, resolution)
+        model = build_model(recipe, len(data.train.classes)).to(self.device)
+        mean = recipe.data.mean or model.card.mean
+        std = recipe.data.std or model.card.std
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        frozen = freeze(model, cfg.freeze)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = make_optimizer(params, cfg)
+        loader = BatchLoader(data.train, cfg.batch_size, mean, std, shuffle=True,
+                             augment=recipe.data.augment, seed=cfg.seed, drop_last=True,
+                             channels_last=cfg.channels_last)
+        if len(loader) == 0:
+            raise EdgeCNNError(f"train.batch_size {cfg.batch_size} is larger than the train split "
+                               f"({len(data.train)} images)")
+        schedule = Schedule(optimizer, cfg, len(loader))
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.autocast_dtype == torch.float16)
+        fingerprint = recipe_fingerprint(recipe)
+        history, best, start_epoch = [], {"val_top1": -1.0, "epoch": 0}, 1
+        last = ckpt.read_last(self.folder)
+        if last and not restart:
+            if last.get("fingerprint") != fingerprint:
+                raise EdgeCNNError(
+                    f"{self.folder} holds a training of a different recipe; use --force to "
+                    "start over or --out for another run directory")
+            record = ckpt.restore(self.folder, model, optimizer)
+            schedule.load_state_dict(record["schedule"])
+            history, best = record["history"], record["best"]
+            start_epoch = record["epoch"] + 1
+            self.console.print(f"resuming {recipe.name} after epoch {record['epoch']} "
+                               f"of {cfg.epochs}")
+        elif restart:
+            for stale in self.folder.glob("*"):
+                stale.unlink()
+        metrics_path = self.folder / "metrics.jsonl"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.console.print(
+            f"training {recipe.model.arch} on {data.train.description} "
+            f"({len(data.train)} images; val {len(data.val) if data.val else 0}) for {cfg.epochs} "
+            f"epochs on {self.device}, autocast {self.autocast_dtype or 'off'}, "
+            f"{torch.get_num_threads()} threads")
+        columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                   TextColumn("eta"), TimeRemainingColumn())
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout etc. repeat after a resume
+            loader.set_epoch(epoch)
+            with Progress(*columns, console=self.console, transient=True,
+                          disable=not self.console.is_terminal) as progress:
+                stats = self._train_epoch(model, loader, optimizer, schedule, frozen, progress,
+                                          f"{epoch}/{cfg.epochs}")
+            val = self._evaluate(model, data.val, mean, std)
+            val_top1 = val["top1"] if val else stats["train_top1"]
+            row = {"epoch": epoch, "lr": current_lr(optimizer), **stats,
+                   "val_top1": val["top1"] if val else None,
+                   "val_top5": val["top5"] if val else None}
+            schedule.after_epoch(val_top1)
+            history.append(row)
+            if val_top1 > best["val_top1"]:
+                best = {"val_top1": val_top1, "epoch": epoch}
+                ckpt.save_tensors(self.folder / ckpt.BEST, model.state_dict(),
+                                  {"epoch": str(epoch), "fingerprint": fingerprint})
+            ckpt.save_epoch(self.folder, epoch, model, optimizer, {
+                "fingerprint": fingerprint, "schedule": schedule.state_dict(),
+                "history": history, "best": best})
+            ckpt.atomic_write_bytes(metrics_path, "".join(json.dumps(r) + "\n"
+                                                          for r in history).encode())
+            self.console.print(
+                f"epoch {epoch:>3}/{cfg.epochs}  loss {stats['train_loss']:.3f}  "
+                f"train {stats['train_top1']:5.1f}%  val "
+                f"{row['val_top1'] if val else float('nan'):5.2f}%  lr {row['lr']:.4f}  "
+                f"{stats['train_seconds']:.0f} s  {stats['images_per_second']:.0f} img/s")
+        return self._finish(model, data, mean, std, history, best, fingerprint)
+
+    def _finish(self, model, data: TrainData, mean, std, history, best, fingerprint) -> dict:  # noqa: ANN001
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(self.folder / ckpt.BEST)))
+        test = self._evaluate(model, data.test, mean, std)
+        result = {
+            "recipe": self.recipe.name, "arch": self.recipe.model.arch,
+            "fingerprint": fingerprint, "best_epoch": best["epoch"],
+            "best_val_top1": best["val_top1"], "test": test,
+            "train_seconds": sum(r["train_seconds"] for r in history),
+            "epochs": len(history), "device": str(self.device),
+            "autocast": str(self.autocast_dtype), "threads": torch.get_num_threads(),
+            "mean": list(mean), "std": list(std), "curve": history,
+            "weights": ckpt.BEST, "dataset": data.train.description,
+        }
+        ckpt.atomic_write_json(self.folder / "result.json", result)
+        if test:
+            self.console.print(f"best epoch {best['epoch']} (val {best['val_top1']:.2f}%): "
+                               f"test top-1 {test['top1']:.2f}%  top-5 {test['top5']:.2f}%")
+        return result
+

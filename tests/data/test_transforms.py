@@ -1,0 +1,40 @@
+"""The batched CIFAR augmentation against a per-image reference, and normalisation."""
+
+from __future__ import annotations
+
+import torch
+
+from edgecnn.data.transforms import normalize, random_crop_flip
+
+
+def test_crop_flip_equals_per_image_pad_crop_flip():
+    batch = torch.randint(0, 256, (16, 32, 32, 3), dtype=torch.uint8)
+    out = random_crop_flip(batch, padding=4, generator=torch.Generator().manual_seed(1))
+    # Replay the same random draws one image at a time.
+    g = torch.Generator().manual_seed(1)
+    top = torch.randint(0, 9, (16, 1), generator=g)
+    left = torch.randint(0, 9, (16, 1), generator=g)
+    flip = torch.rand(16, generator=g) < 0.5
+    padded = torch.nn.functional.pad(batch, (0, 0, 4, 4, 4, 4))
+    for i in range(16):
+        t, lft = int(top[i]), int(left[i])
+        expected = padded[i, t:t + 32, lft:lft + 32]
+        if flip[i]:
+            expected = expected.flip(1)
+        assert torch.equal(out[i], expected)
+    assert flip.any() and not flip.all()
+
+
+def test_crop_keeps_pixels_or_zero_padding():
+    batch = torch.full((64, 32, 32, 3), 7, dtype=torch.uint8)
+    out = random_crop_flip(batch, generator=torch.Generator().manual_seed(0))
+    assert set(out.unique().tolist()) == {0, 7}
+
+
+def test_normalize_layout_and_values():
+    batch = torch.tensor([[[[0, 255, 51]]]], dtype=torch.uint8)  # 1x1x1x3
+    x = normalize(batch, (0.0, 0.5, 0.2), (1.0, 0.5, 0.1))
+    assert x.shape == (1, 3, 1, 1)
+    assert torch.allclose(x.flatten(), torch.tensor([0.0, 1.0, 0.0]), atol=1e-6)
+    assert normalize(batch, (0, 0, 0), (1, 1, 1), channels_last=True).is_contiguous(
+        memory_format=torch.channels_last)

@@ -1,0 +1,45 @@
+"""Evaluation with the real CIFAR-ResNet checkpoints on the real CIFAR-10 (JPEG copy) test images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgecnn.backends.torch_backend import TorchRunner
+from edgecnn.models import create_model
+from edgecnn.train.evaluate import agreement, evaluate
+
+
+@pytest.fixture(scope="module")
+def resnet20(shared):
+    path = shared / "weights" / "cifar10-resnet" / "resnet20-12fca82f.th"
+    return create_model("resnet20", pretrained=str(path))
+
+
+def test_batch_size_does_not_change_the_result(resnet20, cifar_test_split):
+    subset = cifar_test_split.subset(np.arange(0, 10_000, 20), "every 20th test image")
+    runner = TorchRunner(resnet20)
+    one = evaluate(runner, subset, resnet20.card.mean, resnet20.card.std, batch_size=1)
+    big = evaluate(runner, subset, resnet20.card.mean, resnet20.card.std, batch_size=256)
+    assert one.top1 == big.top1 and one.top5 == big.top5
+    assert np.array_equal(one.predictions, big.predictions)
+    assert agreement(one.predictions, big.predictions) == 100.0
+
+
+def test_checkpoint_accuracy_on_the_jpeg_copy(resnet20, cifar_test_split):
+    # 91.7% on the original CIFAR-10; the JPEG copy costs several points (../shared/README.md).
+    result = evaluate(TorchRunner(resnet20), cifar_test_split, resnet20.card.mean,
+                      resnet20.card.std)
+    assert result.samples == 10_000
+    assert 75.0 < result.top1 < 92.0 and result.top5 > 97.0
+    assert set(result.per_class) == set(cifar_test_split.classes)
+    assert min(result.per_class.values()) > 50.0
+
+
+def test_agreement_between_different_models(resnet20, shared, cifar_test_split):
+    subset = cifar_test_split.subset(np.arange(1000), "first 1000")
+    other = create_model("resnet56", pretrained=str(
+        shared / "weights" / "cifar10-resnet" / "resnet56-4bfd9763.th"))
+    a = evaluate(TorchRunner(resnet20), subset, resnet20.card.mean, resnet20.card.std)
+    b = evaluate(TorchRunner(other), subset, other.card.mean, other.card.std)
+    assert 70.0 < agreement(a.predictions, b.predictions) < 100.0
