@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/edgecnn models
+	$(BIN)/edgecnn build recipes/mobilenet_int8.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check edgecnn tests

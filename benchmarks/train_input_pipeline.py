@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from edgecnn.bench.context import cpu_model
 from edgecnn.data import BatchLoader, load_split
 from edgecnn.models import create_model
 from edgecnn.train.trainer import cpu_has_native_bf16
@@ -30,7 +31,7 @@ from edgecnn.train.trainer import cpu_has_native_bf16
 RESULTS = Path(__file__).parent / "results" / "train_input_pipeline.json"
 
 
-def train_steps(model, optimizer, batches, autocast_dtype) -> float:  # noqa: ANN001
+def train_steps(model, optimizer, batches, autocast_dtype) -> float:
     """Images per second over ``batches`` (an iterable of (x, y)) of real training steps."""
     model.train()
     seen, start = 0, time.perf_counter()
@@ -63,7 +64,7 @@ def main() -> None:
                         channels_last=True, prefetch=0)
     preloaded = [batch for _, batch in zip(range(args.batches), plain, strict=False)]
 
-    def pipeline_batches():  # noqa: ANN202
+    def pipeline_batches():
         return (b for _, b in zip(range(args.batches), loader, strict=False))
 
     train_steps(model, optimizer, preloaded[:10], autocast_dtype)  # warm-up
@@ -86,7 +87,7 @@ def main() -> None:
         "ratio": round(pipeline / pre, 3),
         "rounds": rows, "batch_size": args.batch_size, "batches_per_round": args.batches,
         "autocast": str(autocast_dtype), "threads": torch.get_num_threads(),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
+        "machine": {"cpu": cpu_model(), "cores": torch.get_num_threads(),
                     "python": platform.python_version(), "torch": torch.__version__},
         "measured": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }

@@ -32,7 +32,7 @@ class TorchRunner:
     def input_spec(self) -> InputSpec:
         return InputSpec("input", (None, self.in_chans, self.resolution, self.resolution))
 
-    def run_tensor(self, batch):  # noqa: ANN001, ANN201 - torch tensors in and out
+    def run_tensor(self, batch):
         with self.torch.inference_mode():
             x = batch.to(self.device, non_blocking=True)
             if self.channels_last:

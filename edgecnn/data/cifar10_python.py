@@ -25,18 +25,21 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.settings import cache_dir
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-# Published with the dataset as md5 c58f30108f718f92721af3b95e74349a; this is the same file's sha256.
+# Published with the dataset as md5 c58f30108f718f92721af3b95e74349a; this is its sha256.
 SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
            "truck"]
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"), ("numpy", "dtype"),
+    # Python 3 writes the bytes of an array in protocol 2 as _codecs.encode(str, "latin1"): a
+    # pure conversion, needed to read a batch re-pickled by Python 3 (the original is Python 2).
+    ("_codecs", "encode"),
 }
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle's signature
+    def find_class(self, module: str, name: str):
         if (module, name) not in _ALLOWED:
             raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR batch")
         return super().find_class(module, name)

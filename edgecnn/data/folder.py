@@ -40,7 +40,8 @@ class FolderIndex:
 def scan_folder(split_dir: Path) -> FolderIndex:
     if not split_dir.is_dir():
         raise EdgeCNNError(f"image folder {split_dir} does not exist")
-    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = sorted(d.name for d in split_dir.iterdir()
+                     if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise EdgeCNNError(f"image folder {split_dir} has no class sub-folders (<class>/<image>)")
     files, labels = [], []
@@ -50,7 +51,8 @@ def scan_folder(split_dir: Path) -> FolderIndex:
                 files.append(f"{name}/{entry.name}")
                 labels.append(index)
     if not files:
-        raise EdgeCNNError(f"image folder {split_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise EdgeCNNError(
+            f"image folder {split_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return FolderIndex(split_dir, files, np.asarray(labels, dtype=np.int64), classes)
 
 
@@ -68,7 +70,7 @@ def decode_image(path: Path, size: int | None = None, resize: int | None = None)
         raise EdgeCNNError(f"image {path} cannot be decoded: {exc}") from None
 
 
-def resize_center_crop(im, size: int, resize: int | None = None):  # noqa: ANN001, ANN201 - PIL
+def resize_center_crop(im, size: int, resize: int | None = None):
     """The standard evaluation view: short side to ``resize`` (default size/0.875), centre crop.
 
     An image that already is ``size`` x ``size`` (CIFAR at 32) is left as it is.

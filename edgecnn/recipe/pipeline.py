@@ -139,7 +139,8 @@ def run_stages(stages: list[Stage], ctx: BuildContext, force: bool = False) -> d
         ctx.console.print(f"[bold]{stage.name:<10}[/bold] running")
         started = time.time()
         summary = stage.run(ctx, folder)
-        outputs = {rel: sha256_of(ctx.run_dir / rel) for rel in summary.get("artifacts", {}).values()}
+        outputs = {rel: sha256_of(ctx.run_dir / rel)
+                   for rel in summary.get("artifacts", {}).values()}
         ctx.done[stage.name] = summary
         atomic_write_json(folder / MANIFEST, {
             "fingerprint": fingerprint, "summary": summary, "outputs": outputs,

@@ -33,7 +33,7 @@ def _resolution(ctx: BuildContext) -> int:
     return ctx.done["model"]["resolution"]
 
 
-def _load_trained_model(ctx: BuildContext):  # noqa: ANN202 - a torch module
+def _load_trained_model(ctx: BuildContext):
     """The recipe's model with the weights the build produced (or started from)."""
     from safetensors.torch import load_file
 
@@ -45,7 +45,7 @@ def _load_trained_model(ctx: BuildContext):  # noqa: ANN202 - a torch module
     return model.eval()
 
 
-def _split(ctx: BuildContext, split: str):  # noqa: ANN202 - an ImageSet
+def _split(ctx: BuildContext, split: str):
     from edgecnn.data import load_split
 
     d = ctx.recipe.data

@@ -25,7 +25,7 @@ class EvalResult:
                 "per_class": self.per_class}
 
 
-def evaluate(runner: Runner, data: ImageSet, mean, std, batch_size: int = 256,  # noqa: ANN001
+def evaluate(runner: Runner, data: ImageSet, mean, std, batch_size: int = 256,
              progress: Any = None) -> EvalResult:
     """Accuracy in percent over every image of ``data`` (no sample is dropped)."""
     loader = BatchLoader(data, batch_size, mean, std)

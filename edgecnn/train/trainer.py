@@ -127,7 +127,7 @@ class Trainer:
         self.autocast_dtype = pick_precision(self.cfg.precision, self.device)
 
     # -- one epoch -----------------------------------------------------------------------------
-    def _train_epoch(self, model, loader, optimizer, schedule, frozen, progress,  # noqa: ANN001
+    def _train_epoch(self, model, loader, optimizer, schedule, frozen, progress,
                      label: str) -> dict:
         model.train()
         for module in frozen:
@@ -159,7 +159,7 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def _evaluate(self, model, data: ImageSet | None, mean, std) -> dict | None:  # noqa: ANN001
+    def _evaluate(self, model, data: ImageSet | None, mean, std) -> dict | None:
         if data is None:
             return None
         runner = TorchRunner(model, device=str(self.device), channels_last=self.cfg.channels_last)
@@ -247,7 +247,7 @@ class Trainer:
                 f"{stats['train_seconds']:.0f} s  {stats['images_per_second']:.0f} img/s")
         return self._finish(model, data, mean, std, history, best, fingerprint)
 
-    def _finish(self, model, data: TrainData, mean, std, history, best, fingerprint) -> dict:  # noqa: ANN001
+    def _finish(self, model, data: TrainData, mean, std, history, best, fingerprint) -> dict:
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(self.folder / ckpt.BEST)))

@@ -78,12 +78,12 @@ def test_unknown_split_lists_the_valid_ones(tiny_cifar_folder):
 
 def test_mixed_sizes_need_a_resolution_and_corrupt_images_are_named(tmp_path, private_cache):
     for i, size in enumerate([(10, 12), (14, 10)]):
-        (tmp_path / "s" / "a").mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", size, (i, 0, 0)).save(tmp_path / "s" / "a" / f"{i}.png")
+        (tmp_path / "test" / "a").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size, (i, 0, 0)).save(tmp_path / "test" / "a" / f"{i}.png")
     with pytest.raises(EdgeCNNError, match="different sizes"):
-        load_split(str(tmp_path), "s")
-    resized = load_split(str(tmp_path), "s", size=8)
+        load_split(str(tmp_path), "test")
+    resized = load_split(str(tmp_path), "test", size=8)
     assert resized.images.shape == (2, 8, 8, 3)
-    (tmp_path / "s" / "a" / "2.png").write_bytes(b"not an image")
+    (tmp_path / "test" / "a" / "2.png").write_bytes(b"not an image")
     with pytest.raises(EdgeCNNError, match=r"2.png cannot be decoded"):
-        load_split(str(tmp_path), "s", size=8)
+        load_split(str(tmp_path), "test", size=8)

@@ -51,7 +51,7 @@ def test_build_produces_every_artifact_and_the_report(recipe, tmp_path):
     assert set(rows) == {("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("torch", "fp32")}
     int8 = rows[("onnxruntime", "int8")]
     assert int8["file_bytes"] < rows[("onnxruntime", "fp32")]["file_bytes"] / 2
-    assert 0 <= int8["agreement_with_fp32"] <= 100 and int8["params"] == 272_474
+    assert 0 <= int8["agreement_with_fp32"] <= 100 and int8["params"] == 269_722
     assert set(int8["latency"]) == {"1", "4"} and int8["context"]["cpu"]
     assert "| tiny | int8 | onnxruntime |" in result.stdout
     export = json.loads((out / "export" / "manifest.json").read_text())["summary"]

@@ -1,4 +1,4 @@
-"""Evaluation with the real CIFAR-ResNet checkpoints on the real CIFAR-10 (JPEG copy) test images."""
+"""Evaluation of the real CIFAR-ResNet checkpoints on the CIFAR-10 (JPEG copy) test images."""
 
 from __future__ import annotations
 

@@ -38,13 +38,15 @@ def test_training_writes_checkpoints_metrics_and_result(tiny_cifar_folder, tmp_p
     assert sorted(p.name for p in folder.glob("epoch-*")) == [
         "epoch-003.optim.safetensors", "epoch-003.safetensors"]
     model = create_model("resnet20", pretrained=str(folder / "best.safetensors"))
-    assert model.card.params == 272_474
+    assert model.card.params == 269_722
 
 
 def test_training_lowers_the_loss(tiny_cifar_folder, tmp_path):
-    result = Trainer(_recipe(tiny_cifar_folder, "train.epochs=6", "train.lr=0.1"), tmp_path).run()
-    losses = [row["train_loss"] for row in result["curve"]]
-    assert losses[-1] < losses[0] * 0.9
+    # Without augmentation, 150 images are memorised: the loss must fall well below its start.
+    recipe = _recipe(tiny_cifar_folder, "train.epochs=8", "train.warmup_epochs=0",
+                     "train.batch_size=25", "data.augment=none")
+    losses = [row["train_loss"] for row in Trainer(recipe, tmp_path).run()["curve"]]
+    assert losses[-1] < losses[0] * 0.5
 
 
 def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(tiny_cifar_folder, tmp_path):
