@@ -1,4 +1,4 @@
-"""Is ResNet-20 training on CIFAR-10 limited by its input pipeline?
+"""Is CNN training on CIFAR-10 (ResNet-20 by default) limited by its input pipeline?
 
 Measures training images/s of the same model and optimizer fed two ways, alternating in rounds
 in one process so machine noise hits both alike:
@@ -8,8 +8,9 @@ in one process so machine noise hits both alike:
 * preloaded: batches already augmented-free, normalised and resident as float tensors.
 
     .venv/bin/python benchmarks/train_input_pipeline.py [--rounds 3] [--batches 60]
+    .venv/bin/python benchmarks/train_input_pipeline.py --arch mobilenet_v2 --cifar-stem --fp32
 
-Writes benchmarks/results/train_input_pipeline.json and prints the ratio.
+Writes benchmarks/results/train_input_pipeline[_ARCH].json and prints the ratio.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from edgecnn.data import BatchLoader, load_split
 from edgecnn.models import create_model
 from edgecnn.train.trainer import cpu_has_native_bf16
 
-RESULTS = Path(__file__).parent / "results" / "train_input_pipeline.json"
+RESULTS = Path(__file__).parent / "results"
 
 
 def train_steps(model, optimizer, batches, autocast_dtype) -> float:
@@ -50,14 +51,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, default=60, help="training steps per measurement")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--arch", default="resnet20")
+    parser.add_argument("--cifar-stem", action="store_true")
+    parser.add_argument("--fp32", action="store_true",
+                        help="no bf16 autocast even where the CPU has native BF16")
     args = parser.parse_args()
+    results = RESULTS / ("train_input_pipeline.json" if args.arch == "resnet20"
+                         else f"train_input_pipeline_{args.arch}.json")
 
     train = load_split("cifar10-jpeg", "train", val_size=5000)
-    model = create_model("resnet20").to(memory_format=torch.channels_last)
+    model = create_model(args.arch, num_classes=10, cifar_stem=args.cifar_stem)
+    model = model.to(memory_format=torch.channels_last)
     mean, std = model.card.mean, model.card.std
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True,
                                 weight_decay=5e-4)
-    autocast_dtype = torch.bfloat16 if cpu_has_native_bf16() else None
+    autocast_dtype = torch.bfloat16 if cpu_has_native_bf16() and not args.fp32 else None
     loader = BatchLoader(train, args.batch_size, mean, std, shuffle=True, augment="cifar",
                          drop_last=True, channels_last=True)
     plain = BatchLoader(train, args.batch_size, mean, std, augment="none", drop_last=True,
@@ -81,7 +89,8 @@ def main() -> None:
     pipeline = sum(r["pipeline"] for r in rows) / len(rows)
     pre = sum(r["preloaded"] for r in rows) / len(rows)
     result = {
-        "benchmark": "ResNet-20 CIFAR-10 training throughput: input pipeline vs preloaded",
+        "benchmark": f"{args.arch} CIFAR-10 training throughput: input pipeline vs preloaded",
+        "arch": args.arch, "cifar_stem": args.cifar_stem,
         "pipeline_images_per_second": round(pipeline, 1),
         "preloaded_images_per_second": round(pre, 1),
         "ratio": round(pipeline / pre, 3),
@@ -91,10 +100,10 @@ def main() -> None:
                     "python": platform.python_version(), "torch": torch.__version__},
         "measured": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(result, indent=2) + "\n")
     print(f"pipeline / preloaded = {result['ratio']:.3f} "
-          f"({pipeline:.0f} vs {pre:.0f} img/s); written to {RESULTS}")
+          f"({pipeline:.0f} vs {pre:.0f} img/s); written to {results}")
 
 
 if __name__ == "__main__":

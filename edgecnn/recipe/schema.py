@@ -103,10 +103,6 @@ class OnnxSection(Section):
     max_abs_diff: float = Field(1e-3, gt=0, description="tolerance of the numeric check")
 
 
-TARGETS = ("onnxruntime",)
-BACKENDS = ("onnxruntime", "torch")
-
-
 class ExportSection(Section):
     onnx: OnnxSection = Field(default_factory=OnnxSection)
     targets: list[Literal["onnxruntime"]] = Field(default_factory=lambda: ["onnxruntime"],
