@@ -89,6 +89,9 @@ class CalibrationSection(Section):
 class QuantizeSection(Section):
     method: Literal["none", "ptq"] = Field("ptq", description="ptq: post-training static INT8")
     per_channel: bool = True
+    reduce_range: bool = Field(
+        True, description="7-bit weights: x86 CPUs without VNNI saturate in ONNX Runtime's "
+                          "U8S8 kernels otherwise (its documented caveat)")
     calibration: CalibrationSection = Field(default_factory=CalibrationSection)
     max_accuracy_drop: float | None = Field(
         None, ge=0, description="points of top-1 INT8 may lose against FP32; the build fails "

@@ -178,11 +178,13 @@ def run_quantize(ctx: BuildContext, folder: Path) -> dict[str, Any]:
     calib = np.concatenate([x.numpy() for x, _ in BatchLoader(
         train.subset(picks, "calibration"), 256, mean, std, prefetch=0)])
     info = quantize_static_onnx(ctx.artifact("export", "fp32"), folder / INT8_ONNX, calib,
-                                method=cfg.calibration.method, per_channel=cfg.per_channel)
+                                method=cfg.calibration.method, per_channel=cfg.per_channel,
+                                reduce_range=cfg.reduce_range)
     ctx.console.print(f"  {INT8_ONNX}: {info.quantizer}, {cfg.calibration.method} calibration "
                       f"on {len(picks)} train images")
     return {"quantizer": info.quantizer, "method": info.method, "samples": info.samples,
-            "per_channel": info.per_channel, "calibration_split": train.description,
+            "per_channel": info.per_channel, "reduce_range": info.reduce_range,
+            "calibration_split": train.description,
             "calibration_indices_sha256": hashlib.sha256(picks.tobytes()).hexdigest(),
             "artifacts": {"int8": _rel(ctx, folder / INT8_ONNX)}}
 

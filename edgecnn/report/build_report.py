@@ -53,7 +53,8 @@ def write_report(rows: list[dict[str, Any]], folder: Path, title: str) -> dict[s
     atomic_write_json(files["json"], {"title": title, "rows": rows})
     context = rows[0]["context"] if rows else {}
     text = (f"# {title}\n\n{markdown_table(rows)}\n\nMeasured on {context.get('cpu')} "
-            f"({context.get('logical_cores')} logical cores, threads "
+            f"({', '.join(context.get('cpu_extensions') or []) or 'no SIMD flags read'}; "
+            f"{context.get('logical_cores')} logical cores, threads "
             f"{context.get('threads') or 'default'}), {context.get('os')}; "
             f"libraries {json.dumps(context.get('libraries', {}))}.\n")
     atomic_write_bytes(files["markdown"], text.encode())

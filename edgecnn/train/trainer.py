@@ -183,7 +183,9 @@ class Trainer:
         optimizer = make_optimizer(params, cfg)
         loader = BatchLoader(data.train, cfg.batch_size, mean, std, shuffle=True,
                              augment=recipe.data.augment, seed=cfg.seed, drop_last=True,
-                             channels_last=cfg.channels_last)
+                             channels_last=cfg.channels_last,
+                             # a producer thread only helps when the CPU is free (GPU training)
+                             prefetch=2 if self.device.type == "cuda" else 0)
         if len(loader) == 0:
             raise EdgeCNNError(f"train.batch_size {cfg.batch_size} is larger than the train split "
                                f"({len(data.train)} images)")
