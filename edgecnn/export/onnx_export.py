@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,11 +76,18 @@ def export_onnx(
     try:
         # The exporter logs every phase at INFO level; keep the build output to our own lines.
         logging.getLogger("torch.onnx").setLevel(logging.WARNING)
-        program = torch.onnx.export(
-            model, (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            opset_version=opset, dynamo=True, dynamic_shapes=_arg_shapes(model, dynamic),
-            external_data=False, verbose=False, report=False,
-        )
+        # It also warns that torchvision's detection ops (nms, roi_align, ...) cannot be
+        # registered without torchvision; no classification model here uses them.
+        logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            # torch 2.13's own pytree deprecation, raised inside torch.export, not by our code.
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)",
+                                    category=FutureWarning)
+            program = torch.onnx.export(
+                model, (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                opset_version=opset, dynamo=True, dynamic_shapes=_arg_shapes(model, dynamic),
+                external_data=False, verbose=False, report=False,
+            )
         program.save(str(tmp), external_data=False)
         proto = onnx.load(str(tmp))
         nodes_before = len(proto.graph.node)

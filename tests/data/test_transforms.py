@@ -38,3 +38,17 @@ def test_normalize_layout_and_values():
     assert torch.allclose(x.flatten(), torch.tensor([0.0, 1.0, 0.0]), atol=1e-6)
     assert normalize(batch, (0, 0, 0), (1, 1, 1), channels_last=True).is_contiguous(
         memory_format=torch.channels_last)
+
+
+def test_flip_only_loader_mirrors_some_images_and_crops_none():
+    from edgecnn.data.loaders import BatchLoader
+    from edgecnn.data.splits import ImageSet
+
+    images = torch.randint(0, 256, (64, 8, 8, 3), dtype=torch.uint8).numpy()
+    data = ImageSet(images, torch.zeros(64, dtype=torch.int64).numpy(), ["only"], "random")
+    plain = next(iter(BatchLoader(data, 64, (0, 0, 0), (1, 1, 1))))[0]
+    flipped = next(iter(BatchLoader(data, 64, (0, 0, 0), (1, 1, 1), augment="flip")))[0]
+    same = [torch.equal(a, b) for a, b in zip(plain, flipped, strict=True)]
+    mirrored = [torch.equal(a.flip(-1), b) for a, b in zip(plain, flipped, strict=True)]
+    assert all(s or m for s, m in zip(same, mirrored, strict=True))
+    assert any(same) and any(mirrored)

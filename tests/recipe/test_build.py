@@ -56,6 +56,8 @@ def test_build_produces_every_artifact_and_the_report(recipe, tmp_path):
     assert "| tiny | int8 | onnxruntime |" in result.stdout
     export = json.loads((out / "export" / "manifest.json").read_text())["summary"]
     assert export["max_abs_diff"] < 1e-3 and export["simplifier"].startswith("onnxslim")
+    quantize = json.loads((out / "quantize" / "manifest.json").read_text())["summary"]
+    assert quantize["reduce_range"] is True and "7-bit weights" in quantize["quantizer"]
     from edgecnn.export.onnx_export import read_metadata
 
     meta = read_metadata(out / "export" / "model.fp32.onnx")
