@@ -1,7 +1,8 @@
 """Is CNN training on CIFAR-10 (ResNet-20 by default) limited by its input pipeline?
 
-Measures training images/s of the same model and optimizer fed three ways, alternating in rounds
-in one process so machine noise hits all alike:
+Measures training images/s of the same model and optimizer fed three ways in one process. The
+first two take turns step by step, so machine noise hits both alike; the threaded loader, whose
+producer would work during the other steps, is timed in a block of its own in each round:
 
 * pipeline: the loader as the trainer uses it on a CPU — uint8 images in memory, CIFAR
   augmentation (pad 4, random crop, flip) and normalisation on the fly, prepared inline;
@@ -34,16 +35,37 @@ from edgecnn.train.trainer import cpu_has_native_bf16
 RESULTS = Path(__file__).parent / "results"
 
 
+def train_step(model, optimizer, x, y, autocast_dtype) -> None:
+    with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        loss = F.cross_entropy(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def interleaved(model, optimizer, sources: dict, steps: int, autocast_dtype) -> dict[str, float]:
+    """Images/s of each source, taking turns step by step (order flipped every step) so that
+    machine noise hits every source alike; each step's time includes fetching its batch."""
+    model.train()
+    iterators = {key: iter(source) for key, source in sources.items()}
+    seconds, seen = dict.fromkeys(sources, 0.0), dict.fromkeys(sources, 0)
+    keys = list(sources)
+    for i in range(steps):
+        for key in keys if i % 2 == 0 else keys[::-1]:
+            start = time.perf_counter()
+            x, y = next(iterators[key])
+            train_step(model, optimizer, x, y, autocast_dtype)
+            seconds[key] += time.perf_counter() - start
+            seen[key] += len(y)
+    return {key: seen[key] / seconds[key] for key in keys}
+
+
 def train_steps(model, optimizer, batches, autocast_dtype) -> float:
     """Images per second over ``batches`` (an iterable of (x, y)) of real training steps."""
     model.train()
     seen, start = 0, time.perf_counter()
     for x, y in batches:
-        with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, x, y, autocast_dtype)
         seen += len(y)
     return seen / (time.perf_counter() - start)
 
@@ -86,14 +108,14 @@ def main() -> None:
     for round_index in range(args.rounds):
         loader.set_epoch(round_index)
         threaded.set_epoch(round_index)
-        rows.append({
-            "round": round_index,
-            "pipeline": train_steps(model, optimizer, first_batches(loader), autocast_dtype),
-            "threaded": train_steps(model, optimizer, first_batches(threaded), autocast_dtype),
-            "preloaded": train_steps(model, optimizer, preloaded, autocast_dtype),
-        })
+        row = {"round": round_index, **interleaved(
+            model, optimizer, {"pipeline": loader, "preloaded": preloaded}, args.batches,
+            autocast_dtype)}
+        # The producer thread works while other steps run, so it is timed in a block of its own.
+        row["threaded"] = train_steps(model, optimizer, first_batches(threaded), autocast_dtype)
+        rows.append(row)
         print(f"round {round_index}: " + ", ".join(
-            f"{k} {rows[-1][k]:.0f} img/s" for k in ("pipeline", "threaded", "preloaded")))
+            f"{k} {row[k]:.0f} img/s" for k in ("pipeline", "preloaded", "threaded")))
     pipeline = sum(r["pipeline"] for r in rows) / len(rows)
     thread = sum(r["threaded"] for r in rows) / len(rows)
     pre = sum(r["preloaded"] for r in rows) / len(rows)

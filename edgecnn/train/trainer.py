@@ -242,10 +242,10 @@ class Trainer:
                 "history": history, "best": best})
             ckpt.atomic_write_bytes(metrics_path, "".join(json.dumps(r) + "\n"
                                                           for r in history).encode())
+            held_out = f"val {row['val_top1']:5.2f}%" if val else "no val split"
             self.console.print(
                 f"epoch {epoch:>3}/{cfg.epochs}  loss {stats['train_loss']:.3f}  "
-                f"train {stats['train_top1']:5.1f}%  val "
-                f"{row['val_top1'] if val else float('nan'):5.2f}%  lr {row['lr']:.4f}  "
+                f"train {stats['train_top1']:5.1f}%  {held_out}  lr {row['lr']:.4f}  "
                 f"{stats['train_seconds']:.0f} s  {stats['images_per_second']:.0f} img/s")
         return self._finish(model, data, mean, std, history, best, fingerprint)
 
@@ -258,6 +258,8 @@ class Trainer:
             "recipe": self.recipe.name, "arch": self.recipe.model.arch,
             "fingerprint": fingerprint, "best_epoch": best["epoch"],
             "best_val_top1": best["val_top1"], "test": test,
+            # without a val split the best epoch is chosen on train accuracy, never on test
+            "selected_on": "val" if data.val is not None else "train",
             "train_seconds": sum(r["train_seconds"] for r in history),
             "epochs": len(history), "device": str(self.device),
             "autocast": str(self.autocast_dtype), "threads": torch.get_num_threads(),
@@ -266,7 +268,9 @@ class Trainer:
         }
         ckpt.atomic_write_json(self.folder / "result.json", result)
         if test:
-            self.console.print(f"best epoch {best['epoch']} (val {best['val_top1']:.2f}%): "
+            chosen_on = "val" if data.val is not None else "train, no val split:"
+            self.console.print(f"best epoch {best['epoch']} ({chosen_on} "
+                               f"{best['val_top1']:.2f}%): "
                                f"test top-1 {test['top1']:.2f}%  top-5 {test['top5']:.2f}%")
         return result
 
