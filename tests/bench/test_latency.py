@@ -42,6 +42,8 @@ def test_same_artifact_measured_twice_in_one_process_agrees(tmp_path):
 
     path = export_onnx(create_model("resnet20"), tmp_path / "r20.onnx", 32).path
     runner = OnnxRuntimeRunner(path, threads=1)
-    first = measure_latency(runner, 1, warmup=20, min_iterations=200, min_seconds=1.0)
-    second = measure_latency(runner, 1, warmup=20, min_iterations=200, min_seconds=1.0)
+    # 3 s each: on the shared 2-core hosts a slow spell of about a second once moved a 1 s
+    # measurement's p50 by 19% (1.06 vs 1.26 ms); longer runs average over such spells.
+    first = measure_latency(runner, 1, warmup=50, min_iterations=200, min_seconds=3.0)
+    second = measure_latency(runner, 1, warmup=50, min_iterations=200, min_seconds=3.0)
     assert abs(first.p50_ms - second.p50_ms) / first.p50_ms < 0.10, (first, second)
