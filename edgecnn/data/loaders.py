@@ -19,9 +19,9 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from edgecnn.data.splits import ImageSet
-from edgecnn.data.transforms import normalize, random_crop_flip
+from edgecnn.data.transforms import normalize, random_crop_flip, random_resized_crop_flip
 
-AUGMENTATIONS = ("none", "flip", "cifar")
+AUGMENTATIONS = ("none", "flip", "cifar", "imagenet")
 
 
 class BatchLoader:
@@ -38,9 +38,13 @@ class BatchLoader:
         drop_last: bool = False,
         channels_last: bool = False,
         prefetch: int = 0,
+        crop_size: int | None = None,
     ) -> None:
         if augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
+        if augment == "imagenet" and crop_size is None:
+            raise ValueError("augment 'imagenet' needs crop_size, the training resolution")
+        self.crop_size = crop_size
         self.images = torch.from_numpy(data.images)
         self.labels = torch.from_numpy(data.labels)
         self.batch_size, self.mean, self.std = batch_size, tuple(mean), tuple(std)
@@ -62,7 +66,9 @@ class BatchLoader:
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             batch = self.images[idx]
-            if self.augment != "none":
+            if self.augment == "imagenet":
+                batch = random_resized_crop_flip(batch, self.crop_size, generator=generator)
+            elif self.augment != "none":
                 padding = 4 if self.augment == "cifar" else 0  # a 0-pixel crop is the identity
                 batch = random_crop_flip(batch, padding=padding, generator=generator)
             yield normalize(batch, self.mean, self.std, self.channels_last), self.labels[idx]

@@ -56,10 +56,12 @@ def split_index(dataset: str, split: str) -> tuple[FolderIndex, Path]:
 
 def load_split(
     dataset: str, split: str, *, size: int | None = None, val_size: int = 5000, seed: int = 0,
+    resize: int | None = None,
 ) -> ImageSet:
-    """Decode one split into memory (cached); ``size`` resizes + centre-crops every image."""
+    """Decode one split into memory (cached); ``size`` resizes the short side to ``resize``
+    (default size/0.875) and centre-crops size x size."""
     index, root = split_index(dataset, split)
-    images = decode_folder(index, size)
+    images = decode_folder(index, size, resize)
     full = ImageSet(images, index.labels, index.classes, f"{dataset}:{index.root.name}")
     carve = index.root.name == "train" and not (root / "val").is_dir() and split in ("train", "val")
     if not carve or val_size == 0:

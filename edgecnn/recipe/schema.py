@@ -45,8 +45,10 @@ class DataSection(Section):
     dataset: str = Field("cifar10-jpeg", description="a known name or a folder/archive path")
     val_size: int = Field(5000, ge=0, description="images held out of train for validation")
     split_seed: int = 0
-    augment: Literal["none", "flip", "cifar"] = Field(
-        "cifar", description="cifar: pad 4 + random crop + horizontal flip; flip: the flip only")
+    augment: Literal["none", "flip", "cifar", "imagenet"] = Field(
+        "cifar", description="cifar: pad 4 + random crop + horizontal flip; flip: the flip only; "
+                             "imagenet: random resized crop + flip from images decoded at "
+                             "resolution/0.875")
     eval_split: str = Field("test", description="the split accuracy is reported on")
     eval_batch_size: int = Field(256, ge=1)
     mean: tuple[float, float, float] | None = Field(None, description="default: the model's")

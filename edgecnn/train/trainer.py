@@ -105,8 +105,13 @@ def recipe_fingerprint(recipe: Recipe) -> str:
 
 def load_data(recipe: Recipe, resolution: int | None) -> TrainData:
     d = recipe.data
-    train = load_split(d.dataset, "train", size=resolution, val_size=d.val_size,
-                       seed=d.split_seed)
+    # ImageNet-style training draws its random boxes from the whole central square at the
+    # evaluation view's resize (short side resolution/0.875, e.g. 256 for 224), decoded once.
+    random_resized = d.augment == "imagenet" and resolution is not None
+    train_size = round(resolution / 0.875) if random_resized else resolution
+    train = load_split(d.dataset, "train", size=train_size,
+                       resize=train_size if random_resized else None,
+                       val_size=d.val_size, seed=d.split_seed)
     val = (load_split(d.dataset, "val", size=resolution, val_size=d.val_size, seed=d.split_seed)
            if d.val_size else None)
     try:
@@ -183,7 +188,7 @@ class Trainer:
         optimizer = make_optimizer(params, cfg)
         loader = BatchLoader(data.train, cfg.batch_size, mean, std, shuffle=True,
                              augment=recipe.data.augment, seed=cfg.seed, drop_last=True,
-                             channels_last=cfg.channels_last,
+                             channels_last=cfg.channels_last, crop_size=resolution,
                              # a producer thread only helps when the CPU is free (GPU training)
                              prefetch=2 if self.device.type == "cuda" else 0)
         if len(loader) == 0:

@@ -52,3 +52,41 @@ def test_flip_only_loader_mirrors_some_images_and_crops_none():
     mirrored = [torch.equal(a.flip(-1), b) for a, b in zip(plain, flipped, strict=True)]
     assert all(s or m for s, m in zip(same, mirrored, strict=True))
     assert any(same) and any(mirrored)
+
+
+def test_random_resized_crop_flip_shapes_range_and_randomness():
+    from edgecnn.data.transforms import random_resized_crop_flip
+
+    batch = torch.randint(0, 256, (6, 40, 50, 3), dtype=torch.uint8)
+    out = random_resized_crop_flip(batch, 24, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (6, 24, 24, 3) and out.dtype == torch.uint8
+    again = random_resized_crop_flip(batch, 24, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)  # seeded: a resumed run repeats its crops
+    other = random_resized_crop_flip(batch, 24, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(out, other)
+
+
+def test_random_resized_crop_of_the_whole_image_is_a_plain_resize():
+    from edgecnn.data.transforms import random_resized_crop_flip
+
+    # scale (1, 1) and ratio (1, 1) on a square image leave only the whole image (maybe flipped)
+    batch = torch.randint(0, 256, (4, 16, 16, 3), dtype=torch.uint8)
+    out = random_resized_crop_flip(batch, 16, scale=(1.0, 1.0), ratio=(1.0, 1.0),
+                                   generator=torch.Generator().manual_seed(3))
+    for image, result in zip(batch, out, strict=True):
+        assert torch.equal(result, image) or torch.equal(result, image.flip(1))
+
+
+def test_imagenet_loader_needs_the_crop_size():
+    import pytest
+
+    from edgecnn.data.loaders import BatchLoader
+    from edgecnn.data.splits import ImageSet
+
+    data = ImageSet(torch.zeros((2, 8, 8, 3), dtype=torch.uint8).numpy(),
+                    torch.zeros(2, dtype=torch.int64).numpy(), ["only"], "zeros")
+    with pytest.raises(ValueError, match="crop_size"):
+        BatchLoader(data, 2, (0, 0, 0), (1, 1, 1), augment="imagenet")
+    x, _ = next(iter(BatchLoader(data, 2, (0, 0, 0), (1, 1, 1), augment="imagenet",
+                                 crop_size=6)))
+    assert x.shape == (2, 3, 6, 6)

@@ -41,6 +41,14 @@ def test_training_writes_checkpoints_metrics_and_result(tiny_cifar_folder, tmp_p
     assert model.card.params == 269_722
 
 
+def test_imagenet_augmentation_trains_at_the_model_resolution(tiny_cifar_folder, tmp_path):
+    # Train images are decoded at 32/0.875 = 37 px and randomly cropped back to 32; val and test
+    # keep the plain 32 px view.
+    recipe = _recipe(tiny_cifar_folder, "train.epochs=1", "data.augment=imagenet")
+    result = Trainer(recipe, tmp_path).run()
+    assert result["epochs"] == 1 and result["test"]["samples"] == 100
+
+
 def test_training_lowers_the_loss(tiny_cifar_folder, tmp_path):
     # Without augmentation, 150 images are memorised: the loss must fall well below its start.
     recipe = _recipe(tiny_cifar_folder, "train.epochs=8", "train.warmup_epochs=0",
