@@ -3,8 +3,9 @@
 CIFAR augmentation (4-pixel zero padding, random 32x32 crop, horizontal flip) runs on whole
 uint8 batches with index arithmetic, so it costs a fraction of a training step. ImageNet-style
 augmentation (random resized crop + flip, the Inception/torchvision recipe) crops each image's
-own box and resizes it bilinearly (antialiased) to the training size. Normalisation turns uint8
-NHWC into float NCHW with the model's mean and std.
+own box and resizes it bilinearly (antialiased) to the training size; it is written here because
+torchvision, whose RandomResizedCrop it follows, does not install on these machines (DESIGN.md).
+Normalisation turns uint8 NHWC into float NCHW with the model's mean and std.
 """
 
 from __future__ import annotations

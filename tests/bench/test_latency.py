@@ -35,15 +35,24 @@ def test_minimum_count_and_time_are_both_met():
 
 
 def test_same_artifact_measured_twice_in_one_process_agrees(tmp_path):
-    """Acceptance: the p50 of one artifact measured twice in one process differs by < 10%."""
+    """Acceptance: the p50 of one artifact measured twice in one process differs by < 10%.
+
+    Measured the way the build's benchmark stage measures: the two measurements take turns in
+    half-second rounds. Back to back, one 1-3 s measurement each, this failed twice in CI on the
+    shared 2-core host (p50 1.06 vs 1.26 ms and 1.27 vs 1.07 ms): the host has slow spells lasting
+    seconds, which turns apply to both measurements alike.
+    """
     from edgecnn.backends.onnxruntime_backend import OnnxRuntimeRunner
+    from edgecnn.bench.latency import time_runs
     from edgecnn.export.onnx_export import export_onnx
     from edgecnn.models import create_model
 
     path = export_onnx(create_model("resnet20"), tmp_path / "r20.onnx", 32).path
     runner = OnnxRuntimeRunner(path, threads=1)
-    # 3 s each: on the shared 2-core hosts a slow spell of about a second once moved a 1 s
-    # measurement's p50 by 19% (1.06 vs 1.26 ms); longer runs average over such spells.
-    first = measure_latency(runner, 1, warmup=50, min_iterations=200, min_seconds=3.0)
-    second = measure_latency(runner, 1, warmup=50, min_iterations=200, min_seconds=3.0)
-    assert abs(first.p50_ms - second.p50_ms) / first.p50_ms < 0.10, (first, second)
+    first: list[int] = []
+    second: list[int] = []
+    for _ in range(6):
+        first += time_runs(runner, 1, warmup=10, min_iterations=50, min_seconds=0.5)
+        second += time_runs(runner, 1, warmup=10, min_iterations=50, min_seconds=0.5)
+    a, b = summarize(1, first), summarize(1, second)
+    assert abs(a.p50_ms - b.p50_ms) / a.p50_ms < 0.10, (a, b)
