@@ -70,6 +70,11 @@ def decode_image(path: Path, size: int | None = None, resize: int | None = None)
         raise EdgeCNNError(f"image {path} cannot be decoded: {exc}") from None
 
 
+def eval_resize(size: int) -> int:
+    """The short side the evaluation view resizes to before its centre crop (256 for 224)."""
+    return round(size / 0.875)
+
+
 def resize_center_crop(im, size: int, resize: int | None = None):
     """The standard evaluation view: short side to ``resize`` (default size/0.875), centre crop.
 
@@ -79,7 +84,7 @@ def resize_center_crop(im, size: int, resize: int | None = None):
 
     if im.size == (size, size):
         return im
-    resize = resize or round(size / 0.875)
+    resize = resize or eval_resize(size)
     w, h = im.size
     if min(w, h) != resize:
         scale = resize / min(w, h)

@@ -147,7 +147,7 @@ def run_export(ctx: BuildContext, folder: Path) -> dict[str, Any]:
     test = _split(ctx, ctx.recipe.data.eval_split)
     sample = test.subset(np.arange(min(cfg.check_samples, len(test))), "check samples")
     mean, std = _norm(ctx)
-    x = next(iter(BatchLoader(sample, len(sample), mean, std, prefetch=0)))[0].numpy()
+    x = next(iter(BatchLoader(sample, len(sample), mean, std)))[0].numpy()
     reference = TorchRunner(model).run(x)
     exported = OnnxRuntimeRunner(path).run(x)
     diff = float(np.abs(reference - exported).max())
@@ -176,7 +176,7 @@ def run_quantize(ctx: BuildContext, folder: Path) -> dict[str, Any]:
     picks = calibration_indices(len(train), cfg.calibration.samples, cfg.calibration.seed)
     mean, std = _norm(ctx)
     calib = np.concatenate([x.numpy() for x, _ in BatchLoader(
-        train.subset(picks, "calibration"), 256, mean, std, prefetch=0)])
+        train.subset(picks, "calibration"), 256, mean, std)])
     info = quantize_static_onnx(ctx.artifact("export", "fp32"), folder / INT8_ONNX, calib,
                                 method=cfg.calibration.method, per_channel=cfg.per_channel,
                                 reduce_range=cfg.reduce_range)

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from edgecnn.backends.torch_backend import TorchRunner
+from edgecnn.data.folder import eval_resize
 from edgecnn.data.loaders import BatchLoader
 from edgecnn.data.splits import ImageSet, load_split
 from edgecnn.errors import EdgeCNNError
@@ -108,7 +109,7 @@ def load_data(recipe: Recipe, resolution: int | None) -> TrainData:
     # ImageNet-style training draws its random boxes from the whole central square at the
     # evaluation view's resize (short side resolution/0.875, e.g. 256 for 224), decoded once.
     random_resized = d.augment == "imagenet" and resolution is not None
-    train_size = round(resolution / 0.875) if random_resized else resolution
+    train_size = eval_resize(resolution) if random_resized else resolution
     train = load_split(d.dataset, "train", size=train_size,
                        resize=train_size if random_resized else None,
                        val_size=d.val_size, seed=d.split_seed)
