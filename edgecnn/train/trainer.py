@@ -31,6 +31,7 @@ from edgecnn.recipe.schema import Recipe
 from edgecnn.settings import shared_dir
 from edgecnn.train import checkpoint as ckpt
 from edgecnn.train.evaluate import evaluate
+from edgecnn.train.onednn_workarounds import explicit_padding_on_tiny_depthwise
 from edgecnn.train.schedules import Schedule, current_lr, make_optimizer
 
 
@@ -160,6 +161,11 @@ class Trainer:
         return {"train_loss": loss_sum / seen, "train_top1": 100.0 * correct / seen,
                 "train_seconds": elapsed, "images_per_second": seen / elapsed}
 
+    def _cpu_speedups(self, model, input_shape) -> contextlib.AbstractContextManager:
+        if self.device.type != "cpu":
+            return contextlib.nullcontext()
+        return explicit_padding_on_tiny_depthwise(model, input_shape)
+
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
@@ -225,34 +231,36 @@ class Trainer:
         columns = (TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                    TextColumn("eta"), TimeRemainingColumn())
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout etc. repeat after a resume
-            loader.set_epoch(epoch)
-            with Progress(*columns, console=self.console, transient=True,
-                          disable=not self.console.is_terminal) as progress:
-                stats = self._train_epoch(model, loader, optimizer, schedule, frozen, progress,
-                                          f"{epoch}/{cfg.epochs}")
-            val = self._evaluate(model, data.val, mean, std)
-            val_top1 = val["top1"] if val else stats["train_top1"]
-            row = {"epoch": epoch, "lr": current_lr(optimizer), **stats,
-                   "val_top1": val["top1"] if val else None,
-                   "val_top5": val["top5"] if val else None}
-            schedule.after_epoch(val_top1)
-            history.append(row)
-            if val_top1 > best["val_top1"]:
-                best = {"val_top1": val_top1, "epoch": epoch}
-                ckpt.save_tensors(self.folder / ckpt.BEST, model.state_dict(),
-                                  {"epoch": str(epoch), "fingerprint": fingerprint})
-            ckpt.save_epoch(self.folder, epoch, model, optimizer, {
-                "fingerprint": fingerprint, "schedule": schedule.state_dict(),
-                "history": history, "best": best})
-            ckpt.atomic_write_bytes(metrics_path, "".join(json.dumps(r) + "\n"
-                                                          for r in history).encode())
-            held_out = f"val {row['val_top1']:5.2f}%" if val else "no val split"
-            self.console.print(
-                f"epoch {epoch:>3}/{cfg.epochs}  loss {stats['train_loss']:.3f}  "
-                f"train {stats['train_top1']:5.1f}%  {held_out}  lr {row['lr']:.4f}  "
-                f"{stats['train_seconds']:.0f} s  {stats['images_per_second']:.0f} img/s")
+        # Weights saved inside the block are unaffected: the workaround changes no parameter.
+        with self._cpu_speedups(model, (1, recipe.model.in_chans, resolution, resolution)):
+            for epoch in range(start_epoch, cfg.epochs + 1):
+                torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout etc. repeat after a resume
+                loader.set_epoch(epoch)
+                with Progress(*columns, console=self.console, transient=True,
+                              disable=not self.console.is_terminal) as progress:
+                    stats = self._train_epoch(model, loader, optimizer, schedule, frozen, progress,
+                                              f"{epoch}/{cfg.epochs}")
+                val = self._evaluate(model, data.val, mean, std)
+                val_top1 = val["top1"] if val else stats["train_top1"]
+                row = {"epoch": epoch, "lr": current_lr(optimizer), **stats,
+                       "val_top1": val["top1"] if val else None,
+                       "val_top5": val["top5"] if val else None}
+                schedule.after_epoch(val_top1)
+                history.append(row)
+                if val_top1 > best["val_top1"]:
+                    best = {"val_top1": val_top1, "epoch": epoch}
+                    ckpt.save_tensors(self.folder / ckpt.BEST, model.state_dict(),
+                                      {"epoch": str(epoch), "fingerprint": fingerprint})
+                ckpt.save_epoch(self.folder, epoch, model, optimizer, {
+                    "fingerprint": fingerprint, "schedule": schedule.state_dict(),
+                    "history": history, "best": best})
+                ckpt.atomic_write_bytes(metrics_path, "".join(json.dumps(r) + "\n"
+                                                              for r in history).encode())
+                held_out = f"val {row['val_top1']:5.2f}%" if val else "no val split"
+                self.console.print(
+                    f"epoch {epoch:>3}/{cfg.epochs}  loss {stats['train_loss']:.3f}  "
+                    f"train {stats['train_top1']:5.1f}%  {held_out}  lr {row['lr']:.4f}  "
+                    f"{stats['train_seconds']:.0f} s  {stats['images_per_second']:.0f} img/s")
         return self._finish(model, data, mean, std, history, best, fingerprint)
 
     def _finish(self, model, data: TrainData, mean, std, history, best, fingerprint) -> dict:
