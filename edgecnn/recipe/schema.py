@@ -62,6 +62,9 @@ class TrainSection(Section):
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(5e-4, ge=0)
+    decay_norm_and_bias: bool = Field(
+        True, description="false: no weight decay on BatchNorm scales/shifts and biases "
+                          "(the 1-D parameters), as timm and torchvision train")
     schedule: Literal["cosine", "onecycle", "plateau"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up (cosine, plateau)")
     plateau_patience: int = Field(3, ge=1, description="epochs without improvement before /10")

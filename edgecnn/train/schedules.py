@@ -78,5 +78,12 @@ def current_lr(optimizer: Optimizer) -> float:
 
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainSection) -> torch.optim.SGD:
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+    """SGD; with ``decay_norm_and_bias: false`` the 1-D parameters (BatchNorm scales and shifts,
+    biases) form a second group without weight decay. Decay on them only shrinks what the next
+    layer rescales anyway, and a small model short of capacity loses fit to it."""
+    groups: list[dict] = [{"params": params}]
+    if not cfg.decay_norm_and_bias:
+        groups = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                            weight_decay=cfg.weight_decay)
