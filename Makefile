@@ -22,7 +22,8 @@ demo: $(STAMP)
 	$(BIN)/edgecnn build recipes/mobilenet_int8.yaml
 
 lint: $(STAMP)
-	$(BIN)/ruff check edgecnn tests
+	$(BIN)/ruff check edgecnn tests benchmarks
+	$(BIN)/hadolint Dockerfile.jetson
 
 test: $(STAMP) lint
 	$(BIN)/pytest -q

@@ -16,6 +16,14 @@ EXTRA_FOR_MODULE = {
     "torch": "build",
     "onnx": "build",
     "safetensors": "build",
+    "onnxruntime": "runtime",
+    "polygraphy": "tensorrt",
+    "cuda": "tensorrt",
+}
+# Packages no extra can provide, with how to get them instead.
+INSTALL_HINTS = {
+    "tensorrt": "TensorRT comes with JetPack on a Jetson (python3-libnvinfer); on a workstation "
+                "with an NVIDIA GPU: pip install tensorrt",
 }
 
 
@@ -24,8 +32,10 @@ def require(module: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        extra = EXTRA_FOR_MODULE.get(module.split(".")[0], "build")
+        top = module.split(".")[0]
+        hint = INSTALL_HINTS.get(top) or (
+            f"install it with: pip install 'edgecnn[{EXTRA_FOR_MODULE.get(top, 'build')}]'")
         raise EdgeCNNError(
             f"{purpose} needs the Python package '{module}', which is not installed "
-            f"({exc}); install it with: pip install 'edgecnn[{extra}]'"
+            f"({exc}); {hint}"
         ) from None

@@ -119,6 +119,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise
     print()
     print(markdown_table(ctx.done["report"]["rows"]))
+    for note in ctx.done["report"].get("notes", []):
+        print(f"- {note}")
     print(f"\nreport: {run_dir / 'report.md'} (and report.json, top1_vs_macs.png, "
           "top1_vs_latency.png)")
     return 0
@@ -153,7 +155,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         from pathlib import Path
 
-        from edgecnn.train.checkpoint import atomic_write_json
+        from edgecnn.atomic import atomic_write_json
 
         atomic_write_json(Path(args.json), {"artifact": str(args.artifact),
                                             "backend": args.backend, "results": results,
@@ -175,20 +177,73 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from edgecnn.report.build_report import write_report
+    from edgecnn.report.regression import find_regressions
     from edgecnn.report.tables import markdown_table
 
-    rows = []
-    for name in args.reports:
-        path = Path(name)
-        try:
-            rows += json.loads(path.read_text())["rows"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise EdgeCNNError(f"report {path} cannot be read as an edgecnn report.json "
-                               f"({type(exc).__name__})") from None
+    rows = [row for name in args.reports for row in _read_rows(Path(name))]
     print(markdown_table(rows))
     if args.out:
         files = write_report(rows, Path(args.out), title="edgecnn report")
         print(f"written: {', '.join(str(p) for p in files.values())}")
+    if args.baseline:
+        found = find_regressions(rows, _read_rows(Path(args.baseline)),
+                                 max_accuracy_drop=args.max_accuracy_drop,
+                                 max_latency_rise=args.max_latency_rise / 100)
+        for line in found:
+            print(f"REGRESSION {line}", file=sys.stderr)
+        if found:
+            return EXIT_REGRESSION
+        print(f"no regression against {args.baseline}")
+    return 0
+
+
+# `edgecnn report --baseline` found a regression (2 stays the code of bad input).
+EXIT_REGRESSION = 1
+
+
+def _read_rows(path) -> list[dict]:
+    """The rows of a report.json (edgecnn build) or results.json (edgecnn device-run)."""
+    try:
+        rows = json.loads(path.read_text())["rows"]
+        missing = [k for row in rows for k in ("run", "precision", "backend") if k not in row]
+        if missing:
+            raise KeyError(missing[0])
+        return rows
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EdgeCNNError(f"{path} cannot be read as an edgecnn report.json or results.json "
+                           f"({type(exc).__name__}: {exc})") from None
+
+
+def cmd_container(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edgecnn.deploy.container import write_context
+
+    out = Path(args.out) if args.out else Path(args.run_dir) / "container"
+    context = write_context(Path(args.run_dir), out, jetpack=args.jetpack,
+                            base_image=args.base_image, eval_images=args.eval_images,
+                            force=args.force)
+    print(f"build context: {out} ({len(context['files'])} files; models: "
+          f"{', '.join(context['models'])}; {context['eval']['images']} evaluation images)")
+    print(f"  {context['commands']['build']}")
+    print(f"  mkdir -p results && {context['commands']['run']}")
+    return 0
+
+
+def cmd_device_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edgecnn.deploy.device_run import device_run
+    from edgecnn.report.tables import markdown_table
+
+    batches = _int_list(args.batch, "--batch") if args.batch else None
+    path = device_run(Path(args.context), Path(args.results),
+                      backends=[b.strip() for b in args.backends.split(",") if b.strip()],
+                      batch_sizes=batches, threads=args.threads, rounds=args.rounds,
+                      iterations=args.iterations, seconds=args.seconds)
+    document = json.loads(path.read_text())
+    print(markdown_table(document["rows"]))
+    print(f"results: {path}")
     return 0
 
 
@@ -219,30 +274,70 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from edgecnn.backends.torch_backend import TorchRunner
+    from pathlib import Path
+
     from edgecnn.data import load_split
-    from edgecnn.models import create_model
     from edgecnn.train.evaluate import evaluate
 
-    options = _model_options(args)
-    model = create_model(args.model, pretrained=args.weights, **options)
-    resolution = args.resolution or model.card.resolution
+    if Path(args.model).suffix in ARTIFACT_SUFFIXES:
+        runner, name, resolution, mean, std = _artifact_runner(args)
+    else:
+        runner, name, resolution, mean, std = _model_runner(args)
     data = load_split(args.data, args.split, size=resolution, val_size=args.val_size)
-    mean = tuple(args.mean) if args.mean else model.card.mean
-    std = tuple(args.std) if args.std else model.card.std
-    result = evaluate(TorchRunner(model, resolution=resolution), data, mean, std, args.batch_size)
-    summary = {"model": args.model, "weights": args.weights, "data": data.description,
-               "resolution": resolution, "batch_size": args.batch_size, **result.to_dict()}
+    result = evaluate(runner, data, mean, std, args.batch_size)
+    summary = {"model": name, "weights": args.weights, "backend": runner.backend,
+               "data": data.description, "resolution": resolution,
+               "batch_size": args.batch_size, **result.to_dict()}
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"{args.model} on {data.description} ({result.samples} images, {resolution}x{resolution},"
-          f" batch {args.batch_size})")
+    print(f"{name} ({runner.backend}) on {data.description} ({result.samples} images, "
+          f"{resolution}x{resolution}, batch {args.batch_size})")
     print(f"top-1 {result.top1:.2f}%   top-5 {result.top5:.2f}%")
     if len(result.per_class) <= 20:
-        for name, acc in result.per_class.items():
-            print(f"  {name:<16} {acc:6.2f}%")
+        for class_name, acc in result.per_class.items():
+            print(f"  {class_name:<16} {acc:6.2f}%")
     return 0
+
+
+# Files `edgecnn eval` runs as artifacts on a backend rather than as a model name, and the
+# backend each runs on unless --backend says otherwise.
+ARTIFACT_SUFFIXES = {".onnx": "onnxruntime", ".plan": "tensorrt"}
+
+
+def _artifact_runner(args: argparse.Namespace):
+    """A backend runner on an exported file; normalisation and resolution from its metadata
+    (the flags override them). Needs no torch."""
+    from pathlib import Path
+
+    from edgecnn.backends.registry import open_runner
+
+    default = ARTIFACT_SUFFIXES[Path(args.model).suffix]
+    backend = default if args.backend in (None, "torch") else args.backend
+    runner = open_runner(backend, args.model, threads=args.threads)
+    meta = getattr(runner, "metadata", {})
+    try:
+        resolution = args.resolution or int(meta["resolution"])
+        mean = tuple(args.mean) if args.mean else tuple(json.loads(meta["mean"]))
+        std = tuple(args.std) if args.std else tuple(json.loads(meta["std"]))
+    except (KeyError, ValueError) as exc:
+        raise EdgeCNNError(f"{args.model} carries no edgecnn metadata ({exc}); give "
+                           "--resolution, --mean and --std") from None
+    return runner, meta.get("arch", args.model), resolution, mean, std
+
+
+def _model_runner(args: argparse.Namespace):
+    from edgecnn.backends.torch_backend import TorchRunner
+    from edgecnn.models import create_model
+
+    if args.backend not in (None, "torch"):
+        raise EdgeCNNError(f"--backend {args.backend} runs an exported file (e.g. model.onnx), "
+                           f"not the architecture name {args.model!r}")
+    model = create_model(args.model, pretrained=args.weights, **_model_options(args))
+    resolution = args.resolution or model.card.resolution
+    mean = tuple(args.mean) if args.mean else model.card.mean
+    std = tuple(args.std) if args.std else model.card.std
+    return TorchRunner(model, resolution=resolution), args.model, resolution, mean, std
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="latency and throughput of an artifact on a backend")
     p.add_argument("artifact", help="model file, e.g. runs/NAME/quantize/model.int8.onnx")
-    p.add_argument("--backend", default="onnxruntime", help="onnxruntime")
+    p.add_argument("--backend", default="onnxruntime", help="onnxruntime (.onnx) or tensorrt "
+                                                              "(.plan built by edgecnn)")
     p.add_argument("--batch", default="1,8", help="batch sizes, comma separated")
     p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
     p.add_argument("--warmup", type=int, default=10)
@@ -297,10 +393,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("report", help="merge report.json files into one table (and plots)")
-    p.add_argument("reports", nargs="+", help="report.json files")
+    p = sub.add_parser("report", help="merge report.json / device results.json files into "
+                                      "one table and plots; flag regressions")
+    p.add_argument("reports", nargs="+", help="report.json (build) or results.json (device-run)")
     p.add_argument("--out", help="folder for the merged report.md/json and plots")
+    p.add_argument("--baseline", help="a results file to compare against: exit 1 on a regression")
+    p.add_argument("--max-accuracy-drop", type=float, default=1.0,
+                   help="top-1 points a row may lose against the baseline (default 1.0)")
+    p.add_argument("--max-latency-rise", type=float, default=25.0,
+                   help="percent p50 latency may rise against the baseline (default 25)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("container", help="a Jetson Docker build context for a run's artifacts")
+    p.add_argument("run_dir", help="a run directory written by `edgecnn build`")
+    p.add_argument("--out", help="context folder (default: RUN_DIR/container)")
+    p.add_argument("--jetpack", default="6.1", help="JetPack release of the device (6.0, 6.1)")
+    p.add_argument("--base-image", help="Docker base image (JetPack 7: required)")
+    p.add_argument("--eval-images", type=int, default=1000,
+                   help="test images shipped for on-device accuracy (default 1000)")
+    p.add_argument("--force", action="store_true", help="replace an existing context")
+    p.set_defaults(func=cmd_container)
+
+    p = sub.add_parser("device-run", help="on the device: build engines, evaluate, benchmark")
+    p.add_argument("context", help="a context written by `edgecnn container`")
+    p.add_argument("--results", default="results", help="folder for results.json and plots")
+    p.add_argument("--backends", default="tensorrt,onnxruntime",
+                   help="tensorrt and/or onnxruntime, comma separated")
+    p.add_argument("--batch", help="batch sizes (default: the recipe's benchmark batches)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--iterations", type=int, default=100, help="minimum timed runs")
+    p.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds")
+    p.set_defaults(func=cmd_device_run)
 
     p = sub.add_parser("train", help="train a recipe's model (resumes after a kill)")
     p.add_argument("recipe", help="recipe YAML file")
@@ -311,7 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="top-1/top-5 and per-class accuracy of a model on a split")
-    p.add_argument("model", help="architecture name")
+    p.add_argument("model", help="architecture name, or an exported file (model.onnx), whose "
+                                 "metadata gives resolution, mean and std")
+    p.add_argument("--backend", help="for an exported file: onnxruntime (.onnx) or tensorrt "
+                                     "(.plan)")
+    p.add_argument("--threads", type=int, help="intra-op threads of the backend")
     p.add_argument("--weights", help="checkpoint (.pth, .th, .safetensors)")
     p.add_argument("--data", default="cifar10-jpeg", help="dataset name, folder or archive")
     p.add_argument("--split", default="test", help="train, val or test (default: test)")

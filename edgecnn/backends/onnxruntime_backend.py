@@ -37,6 +37,9 @@ class OnnxRuntimeRunner:
         self._spec = InputSpec(inp.name, tuple(d if isinstance(d, int) else None
                                                for d in inp.shape))
         self.path = path
+        # What the export wrote into the file (arch, mean/std, resolution, ...): enough to
+        # evaluate the artifact without the model's code.
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def input_spec(self) -> InputSpec:
         return self._spec

@@ -9,7 +9,8 @@ from edgecnn.errors import EdgeCNNError
 
 BACKENDS = {
     "onnxruntime": "ONNX Runtime, CPU execution provider (.onnx)",
-    "torch": "PyTorch eager (a model built by edgecnn, or .safetensors weights with --model)",
+    "torch": "PyTorch eager, CPU or CUDA (a model built by edgecnn, in memory)",
+    "tensorrt": "TensorRT engine built by edgecnn on this device (.plan + sidecar)",
 }
 
 
@@ -26,5 +27,9 @@ def open_runner(backend: str, artifact: str | Path, threads: int | None = None) 
         from edgecnn.backends.onnxruntime_backend import OnnxRuntimeRunner
 
         return OnnxRuntimeRunner(artifact, threads=threads)
+    if backend == "tensorrt":
+        from edgecnn.backends.tensorrt.runner import TensorRTRunner
+
+        return TensorRTRunner(artifact)
     raise EdgeCNNError(f"the {backend} backend runs models in memory, not the file {artifact}; "
                        "open it with TorchRunner(model)")

@@ -10,6 +10,12 @@ split, chosen by the caller.
 saturate on x86 CPUs without VNNI (the AVX2/AVX-512 pmaddubsw path adds two u8*s8 products into
 an int16); measured on the AVX2 build machine, the demo's MobileNet v2 lost 2.43 points of top-1
 with 8-bit weights and 0.17 with 7-bit ones. On VNNI or ARM targets it can be turned off.
+
+``layout="tensorrt"`` writes the explicit-quantization form TensorRT builds INT8 engines from
+(its documentation and ONNX Runtime's TensorRT notes): symmetric int8 activations and weights
+(zero points 0), per-channel weights, 8-bit, and a dedicated Q/DQ pair for every consumer. It is
+the starting point of the TensorRT layout; the full placement rules (residual Adds, nothing
+where TensorRT cannot fuse) belong to the backend-aware quantization of issue 5.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ class _Batches:
 def quantize_static_onnx(
     fp32_path: Path, int8_path: Path, calibration: np.ndarray, *, method: str = "minmax",
     per_channel: bool = True, reduce_range: bool = True, batch_size: int = 32,
+    layout: str = "onnxruntime",
 ) -> QuantizeInfo:
     from onnxruntime import __version__ as ort_version
     from onnxruntime.quantization import (
@@ -72,6 +79,11 @@ def quantize_static_onnx(
                            f"{', '.join(CALIBRATION_METHODS)}")
     if len(calibration) == 0:
         raise EdgeCNNError("quantization needs at least one calibration sample")
+    if layout not in ("onnxruntime", "tensorrt"):
+        raise EdgeCNNError(f"quantization layout {layout!r} is not onnxruntime or tensorrt")
+    tensorrt = layout == "tensorrt"
+    if tensorrt:
+        per_channel, reduce_range = True, False  # TensorRT: per-channel 8-bit weights
     calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                  "percentile": CalibrationMethod.Percentile}[method]
     int8_path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,17 +96,21 @@ def quantize_static_onnx(
         output = Path(work) / "int8.onnx"
         quantize_static(
             str(prepared), str(output), _Batches(input_name, calibration, batch_size),
-            quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
             weight_type=QuantType.QInt8, per_channel=per_channel, reduce_range=reduce_range,
             calibrate_method=calibrate,
-            extra_options={"CalibMovingAverage": False},
+            extra_options={"CalibMovingAverage": False, **(
+                {"ActivationSymmetric": True, "WeightSymmetric": True,
+                 "DedicatedQDQPair": True} if tensorrt else {})},
         )
         _copy_metadata(fp32_path, output)
         os.chmod(output, 0o644)
         os.replace(output, int8_path)
     weights = "7-bit weights" if reduce_range else "8-bit weights"
+    scheme = "S8S8 symmetric, TensorRT layout" if tensorrt else "U8S8"
     return QuantizeInfo(int8_path, method, len(calibration), per_channel, reduce_range,
-                        f"onnxruntime {ort_version} quantize_static (QDQ, U8S8, {weights})")
+                        f"onnxruntime {ort_version} quantize_static (QDQ, {scheme}, {weights})")
 
 
 def _copy_metadata(source: Path, target: Path) -> None:

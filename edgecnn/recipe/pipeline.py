@@ -21,9 +21,9 @@ from typing import Any
 from rich.console import Console
 
 from edgecnn import __version__
+from edgecnn.atomic import atomic_write_json
 from edgecnn.bench.context import versions
 from edgecnn.recipe.schema import Recipe
-from edgecnn.train.checkpoint import atomic_write_json
 
 MANIFEST = "manifest.json"
 
@@ -67,6 +67,9 @@ class Stage:
     inputs: Callable[[BuildContext], list[Path]] = lambda ctx: []
     enabled: Callable[[Recipe], bool] = lambda recipe: True
     keep_partial: bool = False  # the stage resumes its own partial work (training)
+    # Facts of this machine the stage's output depends on (a TensorRT engine: the GPU and the
+    # TensorRT version); a change rebuilds the stage.
+    environment: Callable[[BuildContext], dict[str, Any]] = lambda ctx: {}
 
 
 def stage_fingerprint(stage: Stage, ctx: BuildContext) -> dict[str, Any]:
@@ -75,6 +78,7 @@ def stage_fingerprint(stage: Stage, ctx: BuildContext) -> dict[str, Any]:
         "stage": stage.name, "edgecnn": __version__,
         "recipe": {s: recipe.get(s) for s in stage.sections},
         "inputs": {_display(p, ctx.run_dir): sha256_of(p) for p in stage.inputs(ctx)},
+        "environment": stage.environment(ctx),
     }
 
 
@@ -119,7 +123,12 @@ def plan(stages: list[Stage], ctx: BuildContext) -> list[tuple[Stage, str]]:
     return rows
 
 
+RECIPE_FILE = "recipe.json"  # the validated recipe of the run's latest build (for `container`)
+
+
 def run_stages(stages: list[Stage], ctx: BuildContext, force: bool = False) -> dict[str, Any]:
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(ctx.run_dir / RECIPE_FILE, ctx.recipe.model_dump(mode="json"))
     for stage in stages:
         folder = ctx.stage_dir(stage.name)
         if not stage.enabled(ctx.recipe):

@@ -44,4 +44,17 @@ def preflight(recipe: Recipe, run_dir: Path) -> None:
                 f"quantize.calibration.samples is {samples}, but the train split holds "
                 f"{available} images ({len(train)} minus data.val_size {d.val_size}); "
                 f"use at most {available}")
+    check_targets(recipe)
     check_writable(run_dir)
+
+
+def check_targets(recipe: Recipe) -> None:
+    """Export targets and benchmark backends that contradict each other or the quantize section."""
+    export, bench = recipe.export, recipe.benchmark
+    if "tensorrt" in bench.backends and "tensorrt" not in export.targets:
+        raise EdgeCNNError("benchmark.backends lists tensorrt but export.targets does not; "
+                           "add tensorrt to export.targets")
+    if ("tensorrt" in export.targets and "int8" in export.tensorrt.precisions
+            and recipe.quantize.method != "ptq"):
+        raise EdgeCNNError("export.tensorrt.precisions has int8, which is built from the Q/DQ "
+                           "ONNX of quantize.method: ptq; set it or drop int8")

@@ -112,14 +112,37 @@ class OnnxSection(Section):
     max_abs_diff: float = Field(1e-3, gt=0, description="tolerance of the numeric check")
 
 
+class TensorRTSection(Section):
+    """Engines built on the device that runs them (see edgecnn/backends/tensorrt)."""
+
+    precisions: list[Literal["fp32", "fp16", "int8"]] = Field(
+        default_factory=lambda: ["fp16", "int8"], min_length=1,
+        description="one engine each; int8 from the Q/DQ ONNX (needs quantize.method ptq)")
+    fp16_mode: Literal["graph", "flag"] = Field(
+        "graph", description="graph: an FP16 ONNX, strongly typed (TensorRT 10 and 11); flag: "
+                             "the FP32 ONNX with the FP16 builder flag (TensorRT 10 only)")
+    opt_batch: int | None = Field(None, ge=1, description="profile's opt batch; default: the "
+                                                          "largest benchmark batch")
+    workspace_mib: int = Field(1024, ge=1, description="builder workspace limit")
+    dla_core: int | None = Field(None, ge=0, description="Jetson DLA core, GPU fallback on")
+    sparse_weights: bool = Field(False, description="2:4 sparse weights on sparse tensor cores")
+    timing_cache: str | None = Field(
+        None, description="timing cache file; default: one per GPU and TensorRT version in "
+                          "the edgecnn cache, reused by every build")
+    cuda_graph: bool = Field(False, description="replay each inference as a CUDA graph")
+
+
 class ExportSection(Section):
     onnx: OnnxSection = Field(default_factory=OnnxSection)
-    targets: list[Literal["onnxruntime"]] = Field(default_factory=lambda: ["onnxruntime"],
-                                                  min_length=1)
+    targets: list[Literal["onnxruntime", "tensorrt"]] = Field(
+        default_factory=lambda: ["onnxruntime"], min_length=1,
+        description="tensorrt builds engines where TensorRT and a GPU are present; elsewhere "
+                    "the build says so and goes on with the other targets")
+    tensorrt: TensorRTSection = Field(default_factory=TensorRTSection)
 
 
 class BenchmarkSection(Section):
-    backends: list[Literal["onnxruntime", "torch"]] = Field(
+    backends: list[Literal["onnxruntime", "torch", "tensorrt"]] = Field(
         default_factory=lambda: ["onnxruntime"], min_length=1)
     batch_sizes: list[int] = Field(default_factory=lambda: [1, 8], min_length=1)
     threads: int | None = Field(None, ge=1, description="default: all cores")

@@ -1,8 +1,9 @@
 """The stages of ``edgecnn build``: model -> train -> export -> quantize -> compile -> evaluate ->
 benchmark -> report.
 
-Export comes before quantization because the quantizers of the ONNX-based targets (ONNX Runtime
-today; TensorRT's explicit Q/DQ next) work on the exported graph. Each stage reads earlier
+Export comes before quantization because the quantizers of the ONNX-based targets (ONNX Runtime's
+layout, TensorRT's explicit Q/DQ layout) work on the exported graph; TensorRT engines are built in
+the compile stage (:mod:`edgecnn.recipe.tensorrt_target`). Each stage reads earlier
 artifacts through the build context and returns a summary (see :mod:`edgecnn.recipe.pipeline`).
 """
 
@@ -16,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.atomic import atomic_write_json
 from edgecnn.errors import EdgeCNNError
 from edgecnn.recipe.pipeline import BuildContext, Stage
 from edgecnn.settings import cache_dir
-from edgecnn.train.checkpoint import atomic_write_json
 
 FP32_ONNX = "model.fp32.onnx"
 INT8_ONNX = "model.int8.onnx"
+INT8_TENSORRT_ONNX = "model.int8.tensorrt.onnx"  # Q/DQ laid out for TensorRT
 
 
 def _rel(ctx: BuildContext, path: Path) -> str:
@@ -182,55 +184,90 @@ def run_quantize(ctx: BuildContext, folder: Path) -> dict[str, Any]:
                                 reduce_range=cfg.reduce_range)
     ctx.console.print(f"  {INT8_ONNX}: {info.quantizer}, {cfg.calibration.method} calibration "
                       f"on {len(picks)} train images")
+    artifacts = {"int8": _rel(ctx, folder / INT8_ONNX)}
+    export = ctx.recipe.export
+    if "tensorrt" in export.targets and "int8" in export.tensorrt.precisions:
+        trt = quantize_static_onnx(ctx.artifact("export", "fp32"), folder / INT8_TENSORRT_ONNX,
+                                   calib, method=cfg.calibration.method, layout="tensorrt")
+        artifacts["int8_tensorrt"] = _rel(ctx, folder / INT8_TENSORRT_ONNX)
+        ctx.console.print(f"  {INT8_TENSORRT_ONNX}: {trt.quantizer}")
     return {"quantizer": info.quantizer, "method": info.method, "samples": info.samples,
             "per_channel": info.per_channel, "reduce_range": info.reduce_range,
             "calibration_split": train.description,
             "calibration_indices_sha256": hashlib.sha256(picks.tobytes()).hexdigest(),
-            "artifacts": {"int8": _rel(ctx, folder / INT8_ONNX)}}
+            "artifacts": artifacts}
 
 
 # -- compile ----------------------------------------------------------------------------------
 
 
 def run_compile(ctx: BuildContext, folder: Path) -> dict[str, Any]:
-    # ONNX Runtime compiles at session creation; engine-building targets (TensorRT) add here.
-    return {"compiled": [], "note": "no target of this recipe needs an ahead-of-time engine",
-            "artifacts": {}}
+    """Ahead-of-time engines: TensorRT's (ONNX Runtime compiles at session creation)."""
+    targets: dict[str, Any] = {}
+    artifacts: dict[str, str] = {}
+    if "tensorrt" in ctx.recipe.export.targets:
+        from edgecnn.recipe.tensorrt_target import compile_tensorrt
+
+        result = compile_tensorrt(ctx, folder)
+        for precision, engine in result.pop("engines").items():
+            artifacts[f"tensorrt_{precision}"] = _rel(ctx, engine)
+        result["onnx"] = {p: _rel(ctx, f) for p, f in result.get("onnx", {}).items()}
+        targets["tensorrt"] = result
+    return {"targets": targets, "artifacts": artifacts}
 
 
 # -- evaluate ---------------------------------------------------------------------------------
 
 
 def _artifacts(ctx: BuildContext) -> dict[str, Path]:
-    """precision -> ONNX file, for the artifacts this build produced."""
-    found = {"fp32": ctx.artifact("export", "fp32")}
+    """'backend/precision' -> file, for every artifact this build produced and can run."""
+    found = {"onnxruntime/fp32": ctx.artifact("export", "fp32")}
     if "quantize" in ctx.done:
-        found["int8"] = ctx.artifact("quantize", "int8")
+        found["onnxruntime/int8"] = ctx.artifact("quantize", "int8")
+    for key in ctx.done.get("compile", {}).get("artifacts", {}):
+        if key.startswith("tensorrt_"):
+            found[f"tensorrt/{key.removeprefix('tensorrt_')}"] = ctx.artifact("compile", key)
     return found
 
 
-def run_evaluate(ctx: BuildContext, folder: Path) -> dict[str, Any]:
+def _open_runner(ctx: BuildContext, key: str, path: Path):
+    backend = key.split("/")[0]
+    if backend == "tensorrt":
+        from edgecnn.backends.tensorrt.runner import TensorRTRunner
+        from edgecnn.recipe.pipeline import sha256_of
+
+        precision = key.split("/")[1]
+        source = ctx.run_dir / ctx.done["compile"]["targets"]["tensorrt"]["onnx"][precision]
+        return TensorRTRunner(path, onnx_sha256=sha256_of(source),
+                              cuda_graph=ctx.recipe.export.tensorrt.cuda_graph)
     from edgecnn.backends.onnxruntime_backend import OnnxRuntimeRunner
+
+    return OnnxRuntimeRunner(path, threads=ctx.recipe.benchmark.threads)
+
+
+def run_evaluate(ctx: BuildContext, folder: Path) -> dict[str, Any]:
     from edgecnn.train.evaluate import agreement, evaluate
 
     test = _split(ctx, ctx.recipe.data.eval_split)
     mean, std = _norm(ctx)
     results, predictions = {}, {}
-    for precision, path in _artifacts(ctx).items():
-        runner = OnnxRuntimeRunner(path, threads=ctx.recipe.benchmark.threads)
-        result = evaluate(runner, test, mean, std, ctx.recipe.data.eval_batch_size)
-        results[precision] = result.to_dict()
-        predictions[precision] = result.predictions
-        ctx.console.print(f"  {precision}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}% on "
+    for key, path in _artifacts(ctx).items():
+        result = evaluate(_open_runner(ctx, key, path), test, mean, std,
+                          ctx.recipe.data.eval_batch_size)
+        results[key] = result.to_dict()
+        predictions[key] = result.predictions
+        ctx.console.print(f"  {key}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}% on "
                           f"{test.description}")
-    if "int8" in results:
-        results["int8"]["agreement_with_fp32"] = agreement(predictions["int8"],
-                                                           predictions["fp32"])
-        drop = results["fp32"]["top1"] - results["int8"]["top1"]
-        results["int8"]["top1_drop"] = drop
+    reference = "onnxruntime/fp32"
+    for key in results:
+        if key == reference:
+            continue
+        results[key]["agreement_with_fp32"] = agreement(predictions[key], predictions[reference])
+        drop = results[reference]["top1"] - results[key]["top1"]
+        results[key]["top1_drop"] = drop
         budget = ctx.recipe.quantize.max_accuracy_drop
-        if budget is not None and drop > budget:
-            raise EdgeCNNError(f"INT8 top-1 is {drop:.2f} points below FP32, more than "
+        if key.endswith("/int8") and budget is not None and drop > budget:
+            raise EdgeCNNError(f"{key} top-1 is {drop:.2f} points below FP32, more than "
                                f"quantize.max_accuracy_drop {budget}")
     atomic_write_json(folder / "results.json", results)
     return {"split": test.description, "results": results,
@@ -241,33 +278,24 @@ def run_evaluate(ctx: BuildContext, folder: Path) -> dict[str, Any]:
 
 
 def run_benchmark(ctx: BuildContext, folder: Path) -> dict[str, Any]:
-    from edgecnn.backends.onnxruntime_backend import OnnxRuntimeRunner
     from edgecnn.backends.torch_backend import TorchRunner
     from edgecnn.bench import run_context
-    from edgecnn.bench.latency import summarize, time_runs
+    from edgecnn.bench.rounds import measure_in_rounds
 
     cfg = ctx.recipe.benchmark
-    runners: dict[str, Any] = {}
-    if "onnxruntime" in cfg.backends:
-        for precision, path in _artifacts(ctx).items():
-            runners[f"onnxruntime/{precision}"] = OnnxRuntimeRunner(path, threads=cfg.threads)
+    runners: dict[str, Any] = {key: _open_runner(ctx, key, path)
+                               for key, path in _artifacts(ctx).items()
+                               if key.split("/")[0] in cfg.backends}
     if "torch" in cfg.backends:
         import torch
 
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        runners["torch/fp32"] = TorchRunner(_load_trained_model(ctx))
-    # Artifacts take turns within each round, so a noisy moment hurts all of them alike.
-    samples: dict[str, dict[int, list[int]]] = {k: {b: [] for b in cfg.batch_sizes}
-                                                 for k in runners}
-    for _ in range(cfg.rounds):
-        for batch in cfg.batch_sizes:
-            for key, runner in runners.items():
-                samples[key][batch] += time_runs(runner, batch, warmup=cfg.warmup,
-                                                 min_iterations=cfg.iterations,
-                                                 min_seconds=cfg.seconds)
-    results = {key: {str(b): summarize(b, runs).to_dict() for b, runs in per_batch.items()}
-               for key, per_batch in samples.items()}
+        # eager PyTorch on the GPU where there is one: the baseline an engine is compared with
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        runners["torch/fp32"] = TorchRunner(_load_trained_model(ctx), device=device)
+    results = measure_in_rounds(runners, cfg.batch_sizes, rounds=cfg.rounds, warmup=cfg.warmup,
+                                iterations=cfg.iterations, seconds=cfg.seconds)
     for key, per_batch in results.items():
         line = ", ".join(f"batch {b}: p50 {s['p50_ms']:.3f} ms ({s['throughput']:.0f} img/s)"
                          for b, s in per_batch.items())
@@ -282,15 +310,31 @@ def run_benchmark(ctx: BuildContext, folder: Path) -> dict[str, Any]:
 
 
 def run_report(ctx: BuildContext, folder: Path) -> dict[str, Any]:
-    from edgecnn.report.build_report import build_rows, write_report
+    from edgecnn.report.build_report import build_notes, build_rows, write_report
 
-    rows = build_rows(ctx)
-    files = write_report(rows, ctx.run_dir, title=ctx.recipe.name)
-    return {"rows": rows, "artifacts": {k: _rel(ctx, p) for k, p in files.items()}}
+    rows, notes = build_rows(ctx), build_notes(ctx)
+    files = write_report(rows, ctx.run_dir, title=ctx.recipe.name, notes=notes)
+    for note in notes:
+        ctx.console.print(f"  [yellow]{note}[/yellow]")
+    return {"rows": rows, "notes": notes,
+            "artifacts": {k: _rel(ctx, p) for k, p in files.items()}}
 
 
 def _export_input(ctx: BuildContext) -> list[Path]:
     return [ctx.artifact("export", "fp32")]
+
+
+def _quantized_inputs(ctx: BuildContext) -> list[Path]:
+    files = [ctx.artifact("export", "fp32")]
+    if "quantize" in ctx.done:
+        files += [ctx.run_dir / rel for rel in ctx.done["quantize"]["artifacts"].values()]
+    return files
+
+
+def _compile_environment(ctx: BuildContext) -> dict[str, Any]:
+    from edgecnn.recipe.tensorrt_target import environment
+
+    return environment(ctx)
 
 
 def _evaluated_inputs(ctx: BuildContext) -> list[Path]:
@@ -302,12 +346,13 @@ STAGES = [
     Stage("train", ("model", "data", "train"), run_train, inputs=_pretrained_input,
           enabled=lambda r: r.train is not None, keep_partial=True),
     Stage("export", ("model", "data", "export"), run_export, inputs=_train_inputs),
-    Stage("quantize", ("data", "quantize"), run_quantize, inputs=_export_input,
+    Stage("quantize", ("data", "quantize", "export"), run_quantize, inputs=_export_input,
           enabled=lambda r: r.quantize.method == "ptq"),
-    Stage("compile", ("export",), run_compile),
+    Stage("compile", ("export", "benchmark"), run_compile, inputs=_quantized_inputs,
+          environment=_compile_environment),
     Stage("evaluate", ("data", "quantize", "benchmark"), run_evaluate, inputs=_evaluated_inputs),
     Stage("benchmark", ("benchmark",), run_benchmark, inputs=_evaluated_inputs),
-    Stage("report", ("name",), run_report,
+    Stage("report", ("name", "export"), run_report,
           inputs=lambda ctx: [ctx.artifact("evaluate", "results"),
                               ctx.artifact("benchmark", "results")]),
 ]

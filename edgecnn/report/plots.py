@@ -15,6 +15,9 @@ def plot_accuracy(rows: list[dict[str, Any]], x_axis: str, path: Path, title: st
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from edgecnn.report.tables import device_label
+
+    several = len({device_label(r) for r in rows}) > 1
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     for row in rows:
         if row.get("top1") is None:
@@ -27,6 +30,8 @@ def plot_accuracy(rows: list[dict[str, Any]], x_axis: str, path: Path, title: st
                 continue
             x = stats["p50_ms"]
         label = f"{row['run']} {row['precision']} ({row['backend']})"
+        if several:  # one colour per device is not enough with several runs: say it in words
+            label = f"{device_label(row)}: {label}"
         ax.scatter([x], [row["top1"]], marker=MARKERS.get(row["precision"], "D"), s=60,
                    label=label)
     ax.set_xscale("log")

@@ -31,9 +31,25 @@ def _cells(row: dict[str, Any]) -> list[str]:
     ]
 
 
+def device_label(row: dict[str, Any]) -> str:
+    """Where a row was measured: the device-run's label, else the GPU for GPU backends, else the
+    CPU model from the run context."""
+    if row.get("device"):
+        return row["device"]
+    context = row.get("context") or {}
+    gpus = context.get("gpus") or []
+    if row.get("backend") == "tensorrt" and gpus:
+        return gpus[0].get("name", "GPU")
+    return context.get("cpu") or "unknown device"
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    """The table; a device column is added when the rows come from more than one device."""
+    several = len({device_label(r) for r in rows}) > 1
+    columns = ("device", *COLUMNS) if several else COLUMNS
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(([device_label(r)] if several else []) + _cells(r)) + " |"
+              for r in rows]
     return "\n".join(lines)
 
 

@@ -1,4 +1,7 @@
-"""Top-1, top-5 and per-class accuracy of any runner on a split, and agreement between runners."""
+"""Top-1, top-5 and per-class accuracy of any runner on a split, and agreement between runners.
+
+Numpy only (no torch), so the runtime-only install evaluates ONNX and TensorRT artifacts too.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.backends.base import Runner
-from edgecnn.data.loaders import BatchLoader
+from edgecnn.data.eval_batches import eval_batches
 from edgecnn.data.splits import ImageSet
 
 
@@ -28,15 +31,13 @@ class EvalResult:
 def evaluate(runner: Runner, data: ImageSet, mean, std, batch_size: int = 256,
              progress: Any = None) -> EvalResult:
     """Accuracy in percent over every image of ``data`` (no sample is dropped)."""
-    loader = BatchLoader(data, batch_size, mean, std)
     top1_hits = top5_hits = 0
     predictions = []
-    for x, y in loader:
-        logits = runner.run(x.numpy())
+    for x, labels in eval_batches(data, batch_size, mean, std):
+        logits = runner.run(x)
         k = min(5, logits.shape[1])
         topk = np.argpartition(-logits, k - 1, axis=1)[:, :k] if k < logits.shape[1] else (
             np.argsort(-logits, axis=1))
-        labels = y.numpy()
         best = logits.argmax(axis=1)
         top1_hits += int((best == labels).sum())
         top5_hits += int((topk == labels[:, None]).any(axis=1).sum())

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from edgecnn.atomic import atomic_write_bytes, atomic_write_json
 from edgecnn.backends.torch_backend import TorchRunner
 from edgecnn.data.folder import eval_resize
 from edgecnn.data.loaders import BatchLoader
@@ -254,7 +255,7 @@ class Trainer:
                 ckpt.save_epoch(self.folder, epoch, model, optimizer, {
                     "fingerprint": fingerprint, "schedule": schedule.state_dict(),
                     "history": history, "best": best})
-                ckpt.atomic_write_bytes(metrics_path, "".join(json.dumps(r) + "\n"
+                atomic_write_bytes(metrics_path, "".join(json.dumps(r) + "\n"
                                                               for r in history).encode())
                 held_out = f"val {row['val_top1']:5.2f}%" if val else "no val split"
                 self.console.print(
@@ -280,7 +281,7 @@ class Trainer:
             "mean": list(mean), "std": list(std), "curve": history,
             "weights": ckpt.BEST, "dataset": data.train.description,
         }
-        ckpt.atomic_write_json(self.folder / "result.json", result)
+        atomic_write_json(self.folder / "result.json", result)
         if test:
             chosen_on = "val" if data.val is not None else "train, no val split:"
             self.console.print(f"best epoch {best['epoch']} ({chosen_on} "

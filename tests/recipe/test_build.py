@@ -90,6 +90,31 @@ def test_build_killed_during_export_resumes_without_training_again(recipe, tmp_p
     assert (out / "report.json").is_file()
 
 
+def test_tensorrt_target_without_tensorrt_stops_and_the_rest_finishes(recipe, tmp_path):
+    from edgecnn.recipe.tensorrt_target import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is None:
+        pytest.skip("TensorRT and a GPU are present: the target builds engines here")
+    out = tmp_path / "run"
+    result = build(str(recipe), "--out", str(out), "--set",
+                   "export.targets=[onnxruntime, tensorrt]", "--set",
+                   "benchmark.backends=[onnxruntime, tensorrt]")
+    assert result.returncode == 0, result.stderr
+    assert "tensorrt target stopped" in result.stdout and "go on" in result.stdout
+    compile_summary = json.loads((out / "compile" / "manifest.json").read_text())["summary"]
+    assert compile_summary["targets"]["tensorrt"]["status"] == "stopped"
+    assert compile_summary["targets"]["tensorrt"]["reason"] == f"TensorRT {reason}"
+    report = json.loads((out / "report.json").read_text())
+    assert {(r["backend"], r["precision"]) for r in report["rows"]} == {
+        ("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+    assert report["notes"] == [f"target tensorrt stopped: TensorRT {reason}"]
+    assert "target tensorrt stopped" in (out / "report.md").read_text()
+    assert f"- target tensorrt stopped: TensorRT {reason}" in result.stdout
+    # the TensorRT-layout Q/DQ ONNX was still made, ready for a device with TensorRT
+    assert (out / "quantize" / "model.int8.tensorrt.onnx").is_file()
+
+
 BAD = [
     ("bogus: 1", [], "bogus: unknown key"),
     ("", ["train.lr=fast"], "train.lr: Input should be a valid number"),
@@ -104,6 +129,8 @@ BAD = [
     ("model: [unclosed", [], "YAML syntax error at line"),
     ("", ["train.epochz=3"], "train.epochz: unknown key"),
     ("", ["nothing.here=1"], "there is no nothing in the recipe"),
+    ("", ["benchmark.backends=[tensorrt]"], "benchmark.backends lists tensorrt but"),
+    ("", ["export.targets=[tensorrt]", "quantize.method=none"], "precisions has int8"),
 ]
 
 

@@ -1,0 +1,1 @@
+"""Deployment to a device: the Jetson container's build context, and the on-device run."""

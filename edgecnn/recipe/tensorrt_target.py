@@ -1,0 +1,133 @@
+"""The ``tensorrt`` export target inside ``edgecnn build``: engines in the compile stage.
+
+Where TensorRT cannot run (not installed, no CUDA GPU -- as on the machines edgecnn is
+developed on), the target stops with the reason, the build goes on with its other targets, and
+the report says which target stopped and why. Where it can, one engine per precision of
+``export.tensorrt`` is built from the matching ONNX: the FP32 export, an FP16 copy of it
+(precision in the graph), or the TensorRT-layout Q/DQ ONNX of the quantize stage.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgecnn.errors import EdgeCNNError
+from edgecnn.settings import cache_dir
+
+if TYPE_CHECKING:
+    from edgecnn.recipe.pipeline import BuildContext
+
+# Python packages the target needs, with what provides them.
+NEEDED = {"tensorrt": "TensorRT (JetPack, or pip install tensorrt)",
+          "polygraphy": "pip install 'edgecnn[tensorrt]'",
+          "cuda.bindings": "cuda-python: pip install 'edgecnn[tensorrt]'"}
+
+
+def unavailable_reason() -> str | None:
+    """Why TensorRT engines cannot be built here, or None when they can."""
+    missing = []
+    for module, source in NEEDED.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # the parent package (cuda) is absent
+            found = False
+        if not found:
+            missing.append(f"{module} ({source})")
+    if missing:
+        return f"not importable here: {', '.join(missing)}"
+    from edgecnn.backends.tensorrt.device import cuda_device
+
+    if cuda_device()[0] is None:
+        return "no CUDA GPU is visible"
+    return None
+
+
+def environment(ctx: BuildContext) -> dict[str, Any]:
+    """What a tensorrt compile depends on beyond its inputs: the device's facts."""
+    if "tensorrt" not in ctx.recipe.export.targets:
+        return {}
+    from edgecnn.backends.tensorrt.device import device_facts
+
+    return device_facts().to_dict()
+
+
+def _timing_cache(ctx: BuildContext, facts) -> Path:
+    configured = ctx.recipe.export.tensorrt.timing_cache
+    if configured:
+        return Path(configured).expanduser()
+    gpu = (facts.gpu_name or "gpu").replace(" ", "_")
+    return cache_dir() / "tensorrt" / f"{gpu}-trt{facts.tensorrt_version}.timing.cache"
+
+
+def onnx_for(ctx: BuildContext, precision: str, fp16_mode: str, folder: Path) -> Path:
+    """The ONNX an engine of ``precision`` is built from."""
+    if precision == "fp32" or (precision == "fp16" and fp16_mode == "flag"):
+        return ctx.artifact("export", "fp32")
+    if precision == "int8":
+        if "int8_tensorrt" not in ctx.done.get("quantize", {}).get("artifacts", {}):
+            raise EdgeCNNError("a TensorRT int8 engine is built from the Q/DQ ONNX of the "
+                               "quantize stage; set quantize.method: ptq or drop int8 from "
+                               "export.tensorrt.precisions")
+        return ctx.artifact("quantize", "int8_tensorrt")
+    return fp16_onnx(ctx.artifact("export", "fp32"), folder / "model.fp16.onnx")
+
+
+def fp16_onnx(fp32: Path, out: Path) -> Path:
+    """An FP16 copy of the FP32 ONNX with float32 input and output (ONNX Runtime's converter)."""
+    import os
+    import tempfile
+
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
+    for prop in model.metadata_props:
+        if prop.key == "precision":
+            prop.value = "fp16"
+            break
+    else:
+        model.metadata_props.add(key="precision", value="fp16")
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return out
+
+
+def compile_tensorrt(ctx: BuildContext, folder: Path) -> dict[str, Any]:
+    """{"status": "built" | "stopped", "reason", "engines": {precision: path}, ...}."""
+    reason = unavailable_reason()
+    if reason is not None:
+        ctx.console.print(f"  [yellow]tensorrt target stopped[/yellow]: TensorRT {reason}; the "
+                          "other targets and the report go on")
+        return {"status": "stopped", "reason": f"TensorRT {reason}", "engines": {}}
+    from edgecnn.backends.tensorrt.build import build_engine
+    from edgecnn.backends.tensorrt.device import device_facts
+    from edgecnn.backends.tensorrt.settings import builder_settings, profile_for
+    from edgecnn.recipe.pipeline import sha256_of
+
+    cfg = ctx.recipe.export.tensorrt
+    facts = device_facts()
+    profile = profile_for(ctx.recipe.benchmark.batch_sizes, opt=cfg.opt_batch,
+                          dynamic_batch=ctx.recipe.export.onnx.dynamic_batch)
+    cache = _timing_cache(ctx, facts)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    engines, onnx_files = {}, {}
+    for precision in cfg.precisions:
+        source = onnx_for(ctx, precision, cfg.fp16_mode, folder)
+        settings = builder_settings(
+            precision, tensorrt_version=facts.tensorrt_version, profile=profile,
+            fp16_mode=cfg.fp16_mode, workspace_mib=cfg.workspace_mib, dla_core=cfg.dla_core,
+            sparse_weights=cfg.sparse_weights, timing_cache=str(cache))
+        engine = folder / f"model.{precision}.plan"
+        build_engine(source, engine, settings, sha256_of(source))
+        engines[precision], onnx_files[precision] = engine, source
+        ctx.console.print(f"  tensorrt {precision}: {engine.name} from {source.name} on "
+                          f"{facts.gpu_name}, TensorRT {facts.tensorrt_version}")
+    return {"status": "built", "reason": None, "device": facts.to_dict(),
+            "engines": engines, "onnx": onnx_files}
