@@ -26,6 +26,24 @@ def build_engine(onnx_path: Path, engine_path: Path, settings: BuilderSettings,
     """Build, write ``engine_path`` + its sidecar + ``<engine>.log.json``; the sidecar."""
     trt = require("tensorrt", "building TensorRT engines")
     require("polygraphy", "building TensorRT engines")
+    from polygraphy.exception import PolygraphyException
+
+    try:
+        engine = _build(trt, onnx_path, settings)
+    except PolygraphyException as exc:  # Polygraphy raises (never returns None) on failure
+        raise EdgeCNNError(f"TensorRT could not build an engine from {onnx_path}: "
+                           f"{str(exc).strip().splitlines()[-1]}") from None
+    sidecar = make_sidecar(device_facts(), settings, onnx_sha256)
+    _atomic_write(engine_path, bytes(engine.serialize()))
+    inspector = engine.create_engine_inspector()
+    layers = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+    _atomic_write(engine_path.with_name(engine_path.name + ".log.json"), json.dumps(
+        {"settings": settings.to_dict(), "layers": json.loads(layers)}, indent=1).encode())
+    write_sidecar(engine_path, sidecar)
+    return sidecar
+
+
+def _build(trt, onnx_path: Path, settings: BuilderSettings):
     from polygraphy.backend.trt import (
         CreateConfig,
         EngineFromNetwork,
@@ -54,18 +72,8 @@ def build_engine(onnx_path: Path, engine_path: Path, settings: BuilderSettings,
     if settings.dla_core:  # Polygraphy selects DLA core 0; pick the recipe's core instead
         config = PostprocessConfig(config, lambda _b, _n, cfg: setattr(cfg, "DLA_core",
                                                                         settings.dla_core))
-    engine = EngineFromNetwork((builder, network, parser), config,
-                               save_timing_cache=settings.timing_cache)()
-    if engine is None:
-        raise EdgeCNNError(f"TensorRT could not build an engine from {onnx_path}; see its log")
-    sidecar = make_sidecar(device_facts(), settings, onnx_sha256)
-    _atomic_write(engine_path, bytes(engine.serialize()))
-    inspector = engine.create_engine_inspector()
-    layers = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
-    _atomic_write(engine_path.with_name(engine_path.name + ".log.json"), json.dumps(
-        {"settings": settings.to_dict(), "layers": json.loads(layers)}, indent=1).encode())
-    write_sidecar(engine_path, sidecar)
-    return sidecar
+    return EngineFromNetwork((builder, network, parser), config,
+                             save_timing_cache=settings.timing_cache)()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -61,7 +61,10 @@ def cuda_device(index: int = 0) -> tuple[str | None, str | None]:
         from cuda.bindings import runtime as cudart
     except ImportError:
         return None, None
-    err, props = cudart.cudaGetDeviceProperties(index)
+    try:
+        err, props = cudart.cudaGetDeviceProperties(index)
+    except RuntimeError:  # cuda-python present but no driver library (libcuda) to load
+        return None, None
     if int(err) != 0:
         return None, None
     name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)

@@ -42,7 +42,14 @@ class TensorRTRunner:
         self.path = Path(engine_path)
         self.sidecar = check_engine(self.path, device_facts(), onnx_sha256)
         self.logger = trt.Logger(trt.Logger.WARNING)
-        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(self.path.read_bytes())
+        runtime = trt.Runtime(self.logger)
+        dla_core = self.sidecar.settings.get("dla_core")
+        if dla_core is not None:
+            runtime.DLA_core = dla_core  # the core the engine was built for (default: -1)
+            if cuda_graph:
+                raise EdgeCNNError("a DLA engine cannot be replayed as a CUDA graph; set "
+                                   "export.tensorrt.cuda_graph: false")
+        self.engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise EdgeCNNError(f"TensorRT cannot deserialize {self.path}; rebuild the engine")
         self.context = self.engine.create_execution_context()
@@ -59,50 +66,69 @@ class TensorRTRunner:
         self.max_batch = int(max_shape[0])
         self.stream = _ok(self.cudart.cudaStreamCreate())
         self.events = [_ok(self.cudart.cudaEventCreate()) for _ in range(4)]
+        # Both buffers sized for the largest batch once: their addresses never change, which a
+        # captured CUDA graph relies on.
+        self._set_shape(self.max_batch)
+        out_per_sample = int(np.prod(tuple(self.context.get_tensor_shape(self.output_name))[1:]))
         self.d_input = _ok(self.cudart.cudaMalloc(
             self.max_batch * int(np.prod(self.sample_shape)) * self.input_dtype.itemsize))
-        self.d_output = None
+        self.d_output = _ok(self.cudart.cudaMalloc(
+            self.max_batch * out_per_sample * self.output_dtype.itemsize))
+        self.context.set_tensor_address(self.input_name, int(self.d_input))
+        self.context.set_tensor_address(self.output_name, int(self.d_output))
         self.cuda_graph = cuda_graph
-        self._graphs: dict[int, object] = {}
+        self._graph_exec = None  # captured for the current batch size only
         self._batch = 0
 
     def input_spec(self) -> InputSpec:
         return InputSpec(self.input_name, (None, *self.sample_shape), str(self.input_dtype))
 
     # -- one inference -----------------------------------------------------------------------
+    def _set_shape(self, batch_size: int) -> None:
+        if not self.context.set_input_shape(self.input_name, (batch_size, *self.sample_shape)):
+            raise EdgeCNNError(f"{self.path.name} rejects batch {batch_size} (its profile)")
+
     def _prepare(self, batch_size: int) -> np.ndarray:
         if not 1 <= batch_size <= self.max_batch:
             raise EdgeCNNError(f"{self.path.name} was built for batches up to {self.max_batch} "
                                f"(its profile), got {batch_size}; rebuild with a larger "
                                "benchmark batch size")
         if batch_size != self._batch:
-            self.context.set_input_shape(self.input_name, (batch_size, *self.sample_shape))
-            out_shape = tuple(self.context.get_tensor_shape(self.output_name))
-            if self.d_output is not None:
-                _ok(self.cudart.cudaFree(self.d_output))
-            self.d_output = _ok(self.cudart.cudaMalloc(
-                int(np.prod(out_shape)) * self.output_dtype.itemsize))
-            self.context.set_tensor_address(self.input_name, int(self.d_input))
-            self.context.set_tensor_address(self.output_name, int(self.d_output))
-            self._out = np.empty(out_shape, self.output_dtype)
+            self._set_shape(batch_size)
+            self._drop_graph()  # a graph replays the shape it was captured with
+            self._out = np.empty(tuple(self.context.get_tensor_shape(self.output_name)),
+                                 self.output_dtype)
             self._batch = batch_size
         return self._out
 
-    def _compute(self, batch_size: int) -> None:
+    def _execute(self) -> None:
+        if not self.context.execute_async_v3(int(self.stream)):
+            raise EdgeCNNError(f"TensorRT failed to run {self.path.name}")
+
+    def _compute(self) -> None:
         if not self.cuda_graph:
-            if not self.context.execute_async_v3(int(self.stream)):
-                raise EdgeCNNError(f"TensorRT failed to run {self.path.name}")
+            self._execute()
             return
-        if batch_size not in self._graphs:
+        if self._graph_exec is None:
             # TensorRT must have run once with this shape before the capture (its docs).
-            self.context.execute_async_v3(int(self.stream))
+            self._execute()
             _ok(self.cudart.cudaStreamSynchronize(self.stream))
             _ok(self.cudart.cudaStreamBeginCapture(
                 self.stream, self.cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal))
-            self.context.execute_async_v3(int(self.stream))
-            graph = _ok(self.cudart.cudaStreamEndCapture(self.stream))
-            self._graphs[batch_size] = _ok(self.cudart.cudaGraphInstantiate(graph, 0))
-        _ok(self.cudart.cudaGraphLaunch(self._graphs[batch_size], self.stream))
+            captured = self.context.execute_async_v3(int(self.stream))
+            graph = _ok(self.cudart.cudaStreamEndCapture(self.stream))  # always end the capture
+            if not captured:
+                self.cudart.cudaGraphDestroy(graph)
+                raise EdgeCNNError(f"{self.path.name} cannot be captured as a CUDA graph; set "
+                                   "export.tensorrt.cuda_graph: false")
+            self._graph_exec = _ok(self.cudart.cudaGraphInstantiate(graph, 0))
+            _ok(self.cudart.cudaGraphDestroy(graph))
+        _ok(self.cudart.cudaGraphLaunch(self._graph_exec, self.stream))
+
+    def _drop_graph(self) -> None:
+        if self._graph_exec is not None:
+            self.cudart.cudaGraphExecDestroy(self._graph_exec)
+            self._graph_exec = None
 
     def _infer(self, batch: np.ndarray, timed: bool) -> np.ndarray:
         kind = self.cudart.cudaMemcpyKind
@@ -114,7 +140,7 @@ class TensorRTRunner:
                                         kind.cudaMemcpyHostToDevice, self.stream))
         if timed:
             _ok(self.cudart.cudaEventRecord(self.events[1], self.stream))
-        self._compute(len(x))
+        self._compute()
         if timed:
             _ok(self.cudart.cudaEventRecord(self.events[2], self.stream))
         _ok(self.cudart.cudaMemcpyAsync(out.ctypes.data, self.d_output, out.nbytes,
@@ -149,6 +175,7 @@ class TensorRTRunner:
         return summarize_gpu_timings(batch_size, h2d, compute, d2h, wall, self.cuda_graph)
 
     def close(self) -> None:
+        self._drop_graph()
         for pointer in (self.d_input, self.d_output):
             if pointer is not None:
                 self.cudart.cudaFree(pointer)

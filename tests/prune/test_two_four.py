@@ -1,0 +1,50 @@
+"""2:4 sparsity: exactly 2 non-zeros in every group of 4 inputs, kept through fine-tuning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from edgecnn.models import create_model
+from edgecnn.prune.semistructured import apply_two_four, is_two_four, reapply_masks, two_four_mask
+
+
+def test_mask_keeps_the_two_largest_of_each_group_of_four():
+    w = torch.tensor([[0.1, -3.0, 2.0, 0.5, 4.0, 0.0, -1.0, 0.2]])
+    assert two_four_mask(w).tolist() == [[0, 1, 1, 0, 1, 0, 1, 0]]
+    conv = torch.randn(8, 16, 3, 3)
+    mask = two_four_mask(conv)
+    # along the input channels at every output channel and kernel position
+    assert (mask.permute(0, 2, 3, 1).reshape(-1, 4).sum(1) == 2).all()
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2", "resnet20"])
+def test_every_pruned_layer_holds_the_pattern_and_the_rest_is_listed(arch):
+    torch.manual_seed(0)
+    model = create_model(arch, num_classes=10)
+    result = apply_two_four(model)
+    assert result.pruned
+    modules = dict(model.named_modules())
+    for name in result.pruned:
+        assert is_two_four(modules[name].weight), name
+    # the 3-channel stem and the depthwise convolutions cannot hold 2:4: they stay dense
+    assert all(why for why in result.skipped.values())
+    assert any("multiple of 4" in why for why in result.skipped.values())
+    if arch == "mobilenet_v2":
+        assert any(why == "grouped or depthwise convolution" for why in result.skipped.values())
+
+
+def test_pattern_survives_fine_tuning_steps():
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10)
+    result = apply_two_four(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    for _ in range(3):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        reapply_masks(model)
+    modules = dict(model.named_modules())
+    assert all(is_two_four(modules[name].weight) for name in result.pruned)
