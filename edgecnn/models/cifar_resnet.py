@@ -71,6 +71,13 @@ class CifarResNet(nn.Module):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight)
 
+    def fixed_width_layers(self) -> list[nn.Module]:
+        """Layers whose output channels structured pruning must keep: they write the residual
+        stream, which the parameter-free option-A shortcuts (zero padding) pin to 16/32/64
+        channels. The blocks' inner channels remain prunable."""
+        blocks = [b for layer in (self.layer1, self.layer2, self.layer3) for b in layer]
+        return [self.conv1, *(b.conv2 for b in blocks)]
+
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         layers = []
         for s in [stride] + [1] * (blocks - 1):

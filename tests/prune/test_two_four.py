@@ -48,3 +48,22 @@ def test_pattern_survives_fine_tuning_steps():
         reapply_masks(model)
     modules = dict(model.named_modules())
     assert all(is_two_four(modules[name].weight) for name in result.pruned)
+
+
+def test_unstructured_magnitude_pruning_zeroes_weights_and_only_compression_gains(tmp_path):
+    from edgecnn.export.onnx_export import export_onnx
+    from edgecnn.prune.unstructured import compressed_bytes, prune_magnitude, sparsity_of
+
+    torch.manual_seed(0)
+    dense = create_model("resnet20")
+    sparse = create_model("resnet20")
+    sparse.load_state_dict(dense.state_dict())
+    report = prune_magnitude(sparse, 0.6)
+    assert 0.59 < report.sparsity < 0.61 and sparsity_of(dense).zeros == 0
+    assert sum(p.numel() for p in sparse.parameters()) == sum(p.numel() for p in dense.parameters())
+    export_onnx(dense, tmp_path / "dense.onnx", 32, simplify=False)
+    export_onnx(sparse, tmp_path / "sparse.onnx", 32, simplify=False)
+    raw = [(tmp_path / f"{n}.onnx").stat().st_size for n in ("dense", "sparse")]
+    packed = [compressed_bytes(tmp_path / f"{n}.onnx") for n in ("dense", "sparse")]
+    assert abs(raw[1] - raw[0]) < 0.01 * raw[0]       # the same file size...
+    assert packed[1] < 0.75 * packed[0]                # ...smaller only when compressed
