@@ -1,5 +1,6 @@
 """Regressions against a baseline results file, for CI: an accuracy drop or a latency rise
-beyond a threshold, comparing rows of the same run, precision, backend and device."""
+beyond a threshold, comparing rows of the same run, precision, backend, device and evaluation
+split (a device run's 1,000-image subset is not compared with a build's full test split)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from edgecnn.report.tables import device_label
 
 
 def row_key(row: dict[str, Any]) -> tuple:
-    return (row["run"], row.get("arch"), row["precision"], row["backend"], device_label(row))
+    return (row["run"], row.get("arch"), row["precision"], row["backend"], device_label(row),
+            row.get("eval_split"))
 
 
 def _p50(row: dict[str, Any], batch: str) -> float | None:
