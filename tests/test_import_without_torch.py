@@ -5,9 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-# Makes `import torch` (and everything that needs it) fail in the child interpreter, as on a
-# machine where torch is not installed.
-HIDE_TORCH = "import sys; sys.modules['torch'] = None; "
+from tests.helpers import HIDE_TORCH
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:

@@ -7,8 +7,6 @@ which ``import torch`` fails, as on a device where torch is not installed.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -16,16 +14,7 @@ from edgecnn.backends.torch_backend import TorchRunner
 from edgecnn.export.onnx_export import export_onnx
 from edgecnn.models import create_model
 from edgecnn.train.evaluate import evaluate
-
-HIDE_TORCH = "import sys; sys.modules['torch'] = None; "
-
-
-def run_cli_without_torch(*argv: str) -> subprocess.CompletedProcess:
-    code = (HIDE_TORCH + "import edgecnn.cli; rc = edgecnn.cli.main(sys.argv[1:]); "
-            "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]; "
-            "sys.exit(rc)")
-    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
-                          timeout=300)
+from tests.helpers import run_cli_without_torch
 
 
 @pytest.fixture(scope="module")

@@ -312,7 +312,7 @@ def run_benchmark(ctx: BuildContext, folder: Path) -> dict[str, Any]:
 def run_report(ctx: BuildContext, folder: Path) -> dict[str, Any]:
     from edgecnn.report.build_report import build_notes, build_rows, write_report
 
-    rows, notes = build_rows(ctx), build_notes(ctx)
+    rows, notes = build_rows(ctx, _artifacts(ctx)), build_notes(ctx)
     files = write_report(rows, ctx.run_dir, title=ctx.recipe.name, notes=notes)
     for note in notes:
         ctx.console.print(f"  [yellow]{note}[/yellow]")

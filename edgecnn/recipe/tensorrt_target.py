@@ -76,11 +76,10 @@ def onnx_for(ctx: BuildContext, precision: str, fp16_mode: str, folder: Path) ->
 
 def fp16_onnx(fp32: Path, out: Path) -> Path:
     """An FP16 copy of the FP32 ONNX with float32 input and output (ONNX Runtime's converter)."""
-    import os
-    import tempfile
-
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from edgecnn.atomic import atomic_write_bytes
 
     model = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
     for prop in model.metadata_props:
@@ -89,13 +88,7 @@ def fp16_onnx(fp32: Path, out: Path) -> Path:
             break
     else:
         model.metadata_props.add(key="precision", value="fp16")
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write_bytes(out, model.SerializeToString())
     return out
 
 

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from edgecnn.recipe.pipeline import BuildContext
 
 
-def build_rows(ctx: BuildContext) -> list[dict[str, Any]]:
+def build_rows(ctx: BuildContext, artifacts: dict[str, Path]) -> list[dict[str, Any]]:
+    """One row per benchmarked artifact; ``artifacts`` maps 'backend/precision' to its file."""
     card = ctx.done["model"]
     evaluation = ctx.done["evaluate"]["results"]
     bench = ctx.done["benchmark"]
@@ -29,7 +30,7 @@ def build_rows(ctx: BuildContext) -> list[dict[str, Any]]:
                         else Path(ctx.recipe.model.pretrained or "random-init"))
         else:
             acc = evaluation.get(key, {})
-            artifact = _artifact_file(ctx, backend, precision)
+            artifact = artifacts[key]
         rows.append({
             "run": ctx.recipe.name, "arch": card["name"],
             "artifact": str(artifact.relative_to(ctx.run_dir)
@@ -44,13 +45,6 @@ def build_rows(ctx: BuildContext) -> list[dict[str, Any]]:
             "latency": per_batch, "context": bench["context"],
         })
     return rows
-
-
-def _artifact_file(ctx: BuildContext, backend: str, precision: str) -> Path:
-    if backend == "tensorrt":
-        return ctx.artifact("compile", f"tensorrt_{precision}")
-    return ctx.artifact("export", "fp32") if precision == "fp32" else ctx.artifact("quantize",
-                                                                                   "int8")
 
 
 def build_notes(ctx: BuildContext) -> list[str]:

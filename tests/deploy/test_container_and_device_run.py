@@ -15,23 +15,14 @@ import pytest
 from edgecnn.cli import build_parser, cmd_device_run, main
 from edgecnn.recipe.pipeline import sha256_of
 from edgecnn.settings import REPO_ROOT
-
-RECIPE = """\
-name: tiny
-model: {{arch: resnet20}}
-data: {{dataset: "{dataset}", val_size: 40, eval_batch_size: 50}}
-train: {{epochs: 1, batch_size: 40, lr: 0.05, schedule: cosine, precision: fp32}}
-quantize: {{calibration: {{samples: 64}}}}
-benchmark: {{batch_sizes: [1, 4], iterations: 5, seconds: 0.05, warmup: 2, rounds: 1}}
-"""
-HIDE_TORCH = "import sys; sys.modules['torch'] = None; "
+from tests.helpers import TINY_RECIPE, run_cli_without_torch
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny_cifar_folder):
     root = tmp_path_factory.mktemp("deploy")
     recipe = root / "r.yaml"
-    recipe.write_text(RECIPE.format(dataset=tiny_cifar_folder))
+    recipe.write_text(TINY_RECIPE.format(dataset=tiny_cifar_folder))
     out = root / "run"
     result = subprocess.run([sys.executable, "-m", "edgecnn.cli", "build", str(recipe), "--out",
                              str(out)], capture_output=True, text=True, timeout=900)
@@ -94,13 +85,9 @@ def test_dockerfile_passes_hadolint(context):
 @pytest.fixture(scope="module")
 def cpu_results(context, tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
-    code = (HIDE_TORCH + "import edgecnn.cli; rc = edgecnn.cli.main(sys.argv[1:]); "
-            "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]; "
-            "sys.exit(rc)")
-    result = subprocess.run(
-        [sys.executable, "-c", code, "device-run", str(context), "--results", str(results),
-         "--batch", "1", "--iterations", "5", "--seconds", "0.05", "--rounds", "1"],
-        capture_output=True, text=True, timeout=300)
+    result = run_cli_without_torch(
+        "device-run", str(context), "--results", str(results), "--batch", "1",
+        "--iterations", "5", "--seconds", "0.05", "--rounds", "1")
     assert result.returncode == 0, result.stderr
     return results / "results.json"
 

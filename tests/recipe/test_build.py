@@ -13,23 +13,13 @@ import pytest
 
 from edgecnn.cli import main
 from edgecnn.settings import REPO_ROOT
-
-RECIPE = """\
-# edgecnn build r.yaml
-name: tiny
-model: {{arch: resnet20}}
-data: {{dataset: "{dataset}", val_size: 40, eval_batch_size: 50}}
-train: {{epochs: 1, batch_size: 40, lr: 0.05, schedule: cosine, precision: fp32}}
-quantize: {{calibration: {{samples: 64}}}}
-benchmark: {{batch_sizes: [1, 4], iterations: 5, seconds: 0.05, warmup: 2, rounds: 1,
-            backends: [onnxruntime, torch]}}
-"""
+from tests.helpers import TINY_RECIPE
 
 
 @pytest.fixture
 def recipe(tmp_path, tiny_cifar_folder) -> Path:
     path = tmp_path / "r.yaml"
-    path.write_text(RECIPE.format(dataset=tiny_cifar_folder))
+    path.write_text(TINY_RECIPE.format(dataset=tiny_cifar_folder))
     return path
 
 

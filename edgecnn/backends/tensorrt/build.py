@@ -10,11 +10,10 @@ Not run on the machines edgecnn is developed on (no TensorRT there): see README,
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from edgecnn._optional import require
+from edgecnn.atomic import atomic_write_bytes
 from edgecnn.backends.tensorrt.device import device_facts
 from edgecnn.backends.tensorrt.settings import BuilderSettings
 from edgecnn.backends.tensorrt.sidecar import Sidecar, make_sidecar, write_sidecar
@@ -34,10 +33,10 @@ def build_engine(onnx_path: Path, engine_path: Path, settings: BuilderSettings,
         raise EdgeCNNError(f"TensorRT could not build an engine from {onnx_path}: "
                            f"{str(exc).strip().splitlines()[-1]}") from None
     sidecar = make_sidecar(device_facts(), settings, onnx_sha256)
-    _atomic_write(engine_path, bytes(engine.serialize()))
+    atomic_write_bytes(engine_path, bytes(engine.serialize()))
     inspector = engine.create_engine_inspector()
     layers = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
-    _atomic_write(engine_path.with_name(engine_path.name + ".log.json"), json.dumps(
+    atomic_write_bytes(engine_path.with_name(engine_path.name + ".log.json"), json.dumps(
         {"settings": settings.to_dict(), "layers": json.loads(layers)}, indent=1).encode())
     write_sidecar(engine_path, sidecar)
     return sidecar
@@ -74,14 +73,3 @@ def _build(trt, onnx_path: Path, settings: BuilderSettings):
                                                                         settings.dla_core))
     return EngineFromNetwork((builder, network, parser), config,
                              save_timing_cache=settings.timing_cache)()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
