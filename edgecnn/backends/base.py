@@ -11,6 +11,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from edgecnn.errors import EdgeCNNError
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -20,6 +22,12 @@ class InputSpec:
     shape: tuple[int | None, ...]
     dtype: str = "float32"
     layout: str = "NCHW"
+
+    def check(self, batch: np.ndarray, artifact: str) -> None:
+        """A wrong shape gets one error naming the artifact, not a runtime's stack trace."""
+        if batch.ndim != len(self.shape) or any(
+                e is not None and e != s for e, s in zip(self.shape, batch.shape, strict=True)):
+            raise EdgeCNNError(f"{artifact} takes input {self.shape}, got {batch.shape}")
 
 
 @runtime_checkable

@@ -45,9 +45,6 @@ class OnnxRuntimeRunner:
         return self._spec
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        expected = self._spec.shape
-        if batch.ndim != len(expected) or any(
-                e is not None and e != s for e, s in zip(expected, batch.shape, strict=True)):
-            raise EdgeCNNError(f"{self.path.name} takes input {expected}, got {batch.shape}")
+        self._spec.check(batch, self.path.name)
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch,
                                                                             np.float32)})[0]

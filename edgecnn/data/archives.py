@@ -8,7 +8,6 @@ filter; for zip files, the same checks by hand since zipfile has no filter).
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tarfile
 import tempfile
@@ -16,22 +15,14 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.hashing import sha256_file
 from edgecnn.settings import cache_dir
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
-_CHUNK = 1 << 20
 
 
 def is_archive(path: Path) -> bool:
     return path.name.endswith(ARCHIVE_SUFFIXES)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_sha256(path: Path, expected: str) -> None:

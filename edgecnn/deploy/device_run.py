@@ -19,7 +19,7 @@ import numpy as np
 
 from edgecnn.data.splits import ImageSet
 from edgecnn.errors import EdgeCNNError
-from edgecnn.recipe.pipeline import sha256_of
+from edgecnn.hashing import sha256_file
 
 BACKENDS = ("tensorrt", "onnxruntime")
 
@@ -35,7 +35,7 @@ def read_context(folder: Path) -> dict[str, Any]:
         raise EdgeCNNError(f"{path} is not valid JSON ({exc})") from None
     for rel, digest in context.get("files", {}).items():
         file = folder / rel
-        if not file.is_file() or sha256_of(file) != digest:
+        if not file.is_file() or sha256_file(file) != digest:
             raise EdgeCNNError(f"context file {file} is missing or changed since `edgecnn "
                                "container` wrote it; write the context again")
     return context
@@ -79,9 +79,9 @@ def _tensorrt_runners(folder: Path, context: dict, engines_dir: Path, notes: lis
             dla_core=cfg["dla_core"], sparse_weights=cfg["sparse_weights"],
             timing_cache=str(engines_dir / "timing.cache"))
         engine = engines_dir / f"model.{precision}.plan"
-        build_engine(onnx, engine, settings, sha256_of(onnx))
+        build_engine(onnx, engine, settings, sha256_file(onnx))
         runners[f"tensorrt/{precision}"] = (TensorRTRunner(
-            engine, onnx_sha256=sha256_of(onnx), cuda_graph=cfg["cuda_graph"]), engine)
+            engine, onnx_sha256=sha256_file(onnx), cuda_graph=cfg["cuda_graph"]), engine)
     return runners
 
 
@@ -140,6 +140,7 @@ def device_run(folder: Path, results: Path, *, backends: list[str] | None = None
         rows.append({
             "run": context["recipe"], "arch": context["arch"], "device": label,
             "artifact": artifact.name, "precision": precision, "backend": backend,
+            "variant": context.get("variant", "dense"),  # contexts before pruning: dense
             "params": context["params"], "macs": context["macs"],
             "resolution": context["resolution"], "file_bytes": artifact.stat().st_size,
             "top1": evaluated[key].top1, "top5": evaluated[key].top5,

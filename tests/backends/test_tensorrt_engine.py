@@ -31,7 +31,7 @@ def test_engine_matches_onnxruntime_and_times_like_trtexec(resnet20_onnx, tmp_pa
     from edgecnn.backends.tensorrt.device import device_facts
     from edgecnn.backends.tensorrt.runner import TensorRTRunner
     from edgecnn.backends.tensorrt.settings import Profile, builder_settings
-    from edgecnn.recipe.pipeline import sha256_of
+    from edgecnn.hashing import sha256_file
     from edgecnn.recipe.tensorrt_target import fp16_onnx
 
     source = resnet20_onnx if precision == "fp32" else fp16_onnx(resnet20_onnx,
@@ -40,9 +40,9 @@ def test_engine_matches_onnxruntime_and_times_like_trtexec(resnet20_onnx, tmp_pa
                                 profile=Profile(1, 8, 8),
                                 timing_cache=str(tmp_path / "timing.cache"))
     engine = tmp_path / f"model.{precision}.plan"
-    sidecar = build_engine(source, engine, settings, sha256_of(source))
+    sidecar = build_engine(source, engine, settings, sha256_file(source))
     assert sidecar.precision == precision and (tmp_path / "timing.cache").is_file()
-    runner = TensorRTRunner(engine, onnx_sha256=sha256_of(source))
+    runner = TensorRTRunner(engine, onnx_sha256=sha256_file(source))
     x = np.random.default_rng(0).standard_normal((8, 3, 32, 32), dtype=np.float32)
     reference = OnnxRuntimeRunner(resnet20_onnx).run(x)
     got = runner.run(x)

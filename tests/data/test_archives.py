@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from edgecnn.data import archives
-from edgecnn.data.archives import extract_cached, safe_extract, sha256_file
+from edgecnn.data.archives import extract_cached, safe_extract
 from edgecnn.errors import EdgeCNNError
+from edgecnn.hashing import sha256_file
 
 
 def _tar_with(path, members):

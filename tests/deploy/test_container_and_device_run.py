@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from edgecnn.cli import build_parser, cmd_device_run, main
-from edgecnn.recipe.pipeline import sha256_of
+from edgecnn.hashing import sha256_file
 from edgecnn.settings import REPO_ROOT
 from tests.helpers import TINY_RECIPE, run_cli_without_torch
 
@@ -50,7 +50,7 @@ def test_context_is_complete(context):
                 "src/edgecnn/backends/tensorrt/build.py"}
     assert expected <= set(meta["files"])
     for rel, digest in meta["files"].items():
-        assert sha256_of(context / rel) == digest, rel
+        assert sha256_file(context / rel) == digest, rel
     assert not list(context.rglob("__pycache__"))
     assert meta["models"] == {"fp32": "models/model.fp32.onnx", "fp16": "models/model.fp16.onnx",
                               "int8": "models/model.int8.onnx"}
