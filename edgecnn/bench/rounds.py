@@ -27,3 +27,15 @@ def measure_in_rounds(runners: dict[str, Any], batch_sizes: list[int], *, rounds
                 gpu, _ = runner.time_batch(batch, iterations=iterations, warmup=warmup)
                 results[key][str(batch)]["gpu"] = gpu.to_dict()
     return results
+
+
+def p50_side_by_side(paths: dict[str, Any], backend: str, *, threads: int | None = None,
+                     rounds: int = 3, seconds: float = 0.5) -> dict[str, float]:
+    """p50 ms at batch 1 of each artifact file, timed in alternating rounds in this process:
+    a quick comparison (e.g. what the accuracy-aware fallback costs), not the build's benchmark."""
+    from edgecnn.backends.registry import open_runner
+
+    runners = {key: open_runner(backend, path, threads) for key, path in paths.items()}
+    latency = measure_in_rounds(runners, [1], rounds=rounds, warmup=10, iterations=50,
+                                seconds=seconds)
+    return {key: stats["1"]["p50_ms"] for key, stats in latency.items()}
