@@ -1,14 +1,24 @@
-"""ONNX Runtime latency of a model before and after structured pruning to a fraction of its MACs.
+"""ONNX Runtime latency of a model before and after structured pruning, at several thread counts.
 
-Latency does not depend on the weights' values, so this needs no training: the model (random
-weights, or a checkpoint with --weights) is pruned with edgecnn.prune.structured, both versions
-are exported to ONNX and timed side by side in alternating rounds (batch 1 and 8, 2 threads).
-Accuracy after fine-tuning is the recipe stage's job (issue 8), not this script's.
+Two sources for the pair of models:
 
-    .venv/bin/python benchmarks/prune_latency.py --arch resnet20 [--macs-fraction 0.5]
-    .venv/bin/python benchmarks/prune_latency.py --arch mobilenet_v2 --cifar-stem --width 0.5
+- a build of a pruning recipe (``--run runs/mobilenet_v2_pruned``): its dense and pruned FP32
+  ONNX (``export/model.fp32.onnx``, ``export/model.pruned.fp32.onnx``), i.e. the fine-tuned
+  models whose accuracy the build reported;
+- an architecture pruned here (``--arch``): latency does not depend on the weights' values, so
+  random weights (or ``--weights``) pruned with edgecnn.prune.structured to ``--macs-fraction``
+  need no training.
 
-Writes benchmarks/results/prune_latency_<arch>.json and prints the ratios.
+Both models are timed side by side in alternating rounds (batch 1 and 8) once per thread count,
+since at batch 1 a 32x32 model of a few M mult-adds is bound by per-operator overhead that a
+second thread adds to rather than hides.
+
+    .venv/bin/python benchmarks/prune_latency.py --run runs/mobilenet_v2_pruned --threads 1,2
+    .venv/bin/python benchmarks/prune_latency.py --arch resnet20 --round-to 8
+    .venv/bin/python benchmarks/prune_latency.py --arch mobilenet_v2 --cifar-stem --width 0.5 \
+        --round-to 16
+
+Writes benchmarks/results/prune_latency_<name>.json and prints the pruned/dense p50 ratios.
 """
 
 from __future__ import annotations
@@ -19,31 +29,21 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from edgecnn.backends.onnxruntime_backend import OnnxRuntimeRunner
 from edgecnn.bench import run_context
 from edgecnn.bench.rounds import measure_in_rounds
-from edgecnn.export.onnx_export import export_onnx
-from edgecnn.models import create_model
-from edgecnn.prune.structured import prune_channels
 
 RESULTS = Path(__file__).parent / "results"
+BATCHES = [1, 8]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="resnet20")
-    parser.add_argument("--cifar-stem", action="store_true")
-    parser.add_argument("--width", type=float)
-    parser.add_argument("--weights")
-    parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--macs-fraction", type=float, default=0.5)
-    parser.add_argument("--importance", default="l1")
-    parser.add_argument("--round-to", type=int, help="keep channel counts multiples of this")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=4)
-    args = parser.parse_args()
+def prune_here(args: argparse.Namespace, work: Path) -> tuple[dict[str, Path], dict]:
+    """Dense and pruned ONNX of ``args.arch``, pruned in this process."""
+    import torch
+
+    from edgecnn.export.onnx_export import export_onnx
+    from edgecnn.models import create_model
+    from edgecnn.prune.structured import prune_channels
 
     torch.manual_seed(0)
     options = {"width_mult": args.width} if args.width else {}
@@ -54,28 +54,69 @@ def main() -> None:
     pruned.load_state_dict(dense.state_dict())
     result = prune_channels(pruned, args.resolution, macs_fraction=args.macs_fraction,
                             importance=args.importance, round_to=args.round_to)
+    paths = {"dense": work / "dense.onnx", "pruned": work / "pruned.onnx"}
+    export_onnx(dense, paths["dense"], args.resolution)
+    export_onnx(pruned, paths["pruned"], args.resolution)
+    return paths, {"arch": args.arch, "cifar_stem": args.cifar_stem, "width_mult": args.width,
+                   "resolution": args.resolution, "round_to": args.round_to,
+                   "prune": result.to_dict()}
+
+
+def from_run(run: Path) -> tuple[dict[str, Path], dict]:
+    """Dense and pruned ONNX of a finished build of a pruning recipe."""
+    paths = {"dense": run / "export" / "model.fp32.onnx",
+             "pruned": run / "export" / "model.pruned.fp32.onnx"}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise SystemExit(f"{', '.join(missing)} not found: build a recipe with a prune section "
+                         "and keep_dense: true first")
+    prune = json.loads((run / "prune" / "result.json").read_text())
+    keep = ("method", "params_before", "macs_before", "params", "macs", "macs_fraction",
+            "finetune_epochs", "finetune_seconds")
+    return paths, {"run": str(run), "prune": {k: prune[k] for k in keep}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, help="a build's run directory (dense + pruned)")
+    parser.add_argument("--arch", default="resnet20")
+    parser.add_argument("--cifar-stem", action="store_true")
+    parser.add_argument("--width", type=float)
+    parser.add_argument("--weights")
+    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--macs-fraction", type=float, default=0.5)
+    parser.add_argument("--importance", default="l1")
+    parser.add_argument("--round-to", type=int, help="keep channel counts multiples of this")
+    parser.add_argument("--threads", default="2", help="thread counts, comma separated")
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+
+    threads = [int(t) for t in args.threads.split(",")]
+    measured = {}
     with tempfile.TemporaryDirectory() as work:
-        paths = {"dense": Path(work) / "dense.onnx", "pruned": Path(work) / "pruned.onnx"}
-        export_onnx(dense, paths["dense"], args.resolution)
-        export_onnx(pruned, paths["pruned"], args.resolution)
-        runners = {k: OnnxRuntimeRunner(p, threads=args.threads) for k, p in paths.items()}
-        latency = measure_in_rounds(runners, [1, 8], rounds=args.rounds, warmup=20,
-                                    iterations=200, seconds=1.0)
-    ratios = {b: latency["pruned"][b]["p50_ms"] / latency["dense"][b]["p50_ms"]
-              for b in ("1", "8")}
-    suffix = f"_round{args.round_to}" if args.round_to else ""
-    out = RESULTS / f"prune_latency_{args.arch}{suffix}.json"
+        paths, source = from_run(args.run) if args.run else prune_here(args, Path(work))
+        for count in threads:
+            runners = {k: OnnxRuntimeRunner(p, threads=count) for k, p in paths.items()}
+            latency = measure_in_rounds(runners, BATCHES, rounds=args.rounds, warmup=20,
+                                        iterations=200, seconds=1.0)
+            ratios = {str(b): latency["pruned"][str(b)]["p50_ms"]
+                      / latency["dense"][str(b)]["p50_ms"] for b in BATCHES}
+            measured[str(count)] = {"latency": latency, "pruned_over_dense_p50": ratios}
+            print(f"{count} thread(s): p50 dense / pruned / ratio: " + "; ".join(
+                f"batch {b} {latency['dense'][str(b)]['p50_ms']:.3f} / "
+                f"{latency['pruned'][str(b)]['p50_ms']:.3f} ms / {ratios[str(b)]:.2f}"
+                for b in BATCHES), flush=True)
+    name = args.run.name if args.run else args.arch + (
+        f"_round{args.round_to}" if args.round_to else "")
+    out = RESULTS / f"prune_latency_{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "arch": args.arch, "cifar_stem": args.cifar_stem, "width_mult": args.width,
-        "resolution": args.resolution, "round_to": args.round_to, "prune": result.to_dict(),
-        "latency": latency,
-        "pruned_over_dense_p50": ratios, "context": run_context(args.threads),
+        **source, "by_threads": measured, "context": run_context(None),
         "measured": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}, indent=2) + "\n")
-    print(f"{args.arch}: MACs {result.macs_before:,} -> {result.macs_after:,} "
-          f"({result.macs_fraction:.2f}), params {result.params_before:,} -> "
-          f"{result.params_after:,}; ONNX Runtime p50 pruned/dense: batch 1 {ratios['1']:.2f}, "
-          f"batch 8 {ratios['8']:.2f}; written to {out}")
+    prune = source["prune"]
+    after = prune.get("macs_after", prune.get("macs"))  # PruneResult / the prune stage's name
+    print(f"{name}: MACs {prune['macs_before']:,} -> {after:,} ({prune['macs_fraction']:.2f}); "
+          f"written to {out}")
 
 
 if __name__ == "__main__":

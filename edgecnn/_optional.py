@@ -19,6 +19,11 @@ EXTRA_FOR_MODULE = {
     "onnxruntime": "runtime",
     "polygraphy": "tensorrt",
     "cuda": "tensorrt",
+    "litert_torch": "tflite",
+    "ai_edge_quantizer": "tflite",
+    "ai_edge_litert": "tflite",
+    "openvino": "openvino",
+    "nncf": "openvino",
 }
 # Packages no extra can provide, with how to get them instead.
 INSTALL_HINTS = {

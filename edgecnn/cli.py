@@ -98,7 +98,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     from edgecnn.report.tables import markdown_table
     from edgecnn.rundir import RunLock
 
-    recipe = load_recipe(args.recipe, args.set)
+    overrides = list(args.set)
+    if args.calibration:  # a path, kept a string: YAML would read some paths as other types
+        overrides.append(f"quantize.calibration.table={json.dumps(args.calibration)}")
+    recipe = load_recipe(args.recipe, overrides)
     run_dir = Path(args.out or recipe.run_dir())
     preflight(recipe, run_dir)
     console = Console()
@@ -139,6 +142,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from edgecnn.bench import measure_latency, run_context
 
     batches = _int_list(args.batch, "--batch")
+    args.backend = backend_for(args.artifact, args.backend)
     runner = open_runner(args.backend, args.artifact, threads=args.threads)
     results = {}
     for batch in batches:
@@ -151,7 +155,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     context = run_context(args.threads)
     print(f"on {context['cpu']}, {context['logical_cores']} logical cores, threads "
           f"{args.threads or 'default'}, {args.backend} "
-          f"{context['libraries'].get(args.backend, '')}")
+          f"{context['libraries'].get(PACKAGE_OF_BACKEND.get(args.backend, args.backend), '')}")
     if args.json:
         from pathlib import Path
 
@@ -302,18 +306,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # Files `edgecnn eval` runs as artifacts on a backend rather than as a model name, and the
 # backend each runs on unless --backend says otherwise.
-ARTIFACT_SUFFIXES = {".onnx": "onnxruntime", ".plan": "tensorrt"}
+ARTIFACT_SUFFIXES = {".onnx": "onnxruntime", ".plan": "tensorrt", ".tflite": "tflite",
+                     ".xml": "openvino"}
+
+
+# The package whose version a backend's timings depend on, where its name differs.
+PACKAGE_OF_BACKEND = {"tflite": "ai-edge-litert"}
+
+
+def backend_for(artifact: str, requested: str | None) -> str:
+    """--backend as given, else the backend that runs files of this kind."""
+    from pathlib import Path
+
+    if requested:
+        return requested
+    suffix = Path(artifact).suffix
+    if suffix not in ARTIFACT_SUFFIXES:
+        raise EdgeCNNError(f"cannot tell the backend of {artifact} from its suffix; give "
+                           f"--backend (files: {', '.join(ARTIFACT_SUFFIXES)})")
+    return ARTIFACT_SUFFIXES[suffix]
 
 
 def _artifact_runner(args: argparse.Namespace):
     """A backend runner on an exported file; normalisation and resolution from its metadata
     (the flags override them). Needs no torch."""
-    from pathlib import Path
-
     from edgecnn.backends.registry import open_runner
 
-    default = ARTIFACT_SUFFIXES[Path(args.model).suffix]
-    backend = default if args.backend in (None, "torch") else args.backend
+    backend = backend_for(args.model, None if args.backend == "torch" else args.backend)
     runner = open_runner(backend, args.model, threads=args.threads)
     meta = getattr(runner, "metadata", {})
     try:
@@ -372,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a recipe value, e.g. quantize.calibration.samples=1024")
     p.add_argument("--out", help="run directory (default: the recipe's output)")
     p.add_argument("--force", action="store_true", help="rebuild every stage")
+    p.add_argument("--calibration", metavar="FILE",
+                   help="a calibration table a build saved (quantize/NAME.calibration.json): "
+                        "quantize with its ranges instead of calibrating")
     p.add_argument("--dry-run", action="store_true",
                    help="validate and show which stages would run; write nothing")
     p.set_defaults(func=cmd_build)
@@ -383,8 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="latency and throughput of an artifact on a backend")
     p.add_argument("artifact", help="model file, e.g. runs/NAME/quantize/model.int8.onnx")
-    p.add_argument("--backend", default="onnxruntime", help="onnxruntime (.onnx) or tensorrt "
-                                                              "(.plan built by edgecnn)")
+    p.add_argument("--backend", help="onnxruntime or openvino (.onnx), tensorrt (.plan built "
+                                     "by edgecnn), tflite (.tflite), openvino (.xml); default: "
+                                     "from the file's suffix")
     p.add_argument("--batch", default="1,8", help="batch sizes, comma separated")
     p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
     p.add_argument("--warmup", type=int, default=10)
@@ -437,8 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="top-1/top-5 and per-class accuracy of a model on a split")
     p.add_argument("model", help="architecture name, or an exported file (model.onnx), whose "
                                  "metadata gives resolution, mean and std")
-    p.add_argument("--backend", help="for an exported file: onnxruntime (.onnx) or tensorrt "
-                                     "(.plan)")
+    p.add_argument("--backend", help="for an exported file: onnxruntime or openvino (.onnx), "
+                                     "tensorrt (.plan), tflite (.tflite), openvino (.xml)")
     p.add_argument("--threads", type=int, help="intra-op threads of the backend")
     p.add_argument("--weights", help="checkpoint (.pth, .th, .safetensors)")
     p.add_argument("--data", default="cifar10-jpeg", help="dataset name, folder or archive")

@@ -11,6 +11,8 @@ BACKENDS = {
     "onnxruntime": "ONNX Runtime, CPU execution provider (.onnx)",
     "torch": "PyTorch eager, CPU or CUDA (a model built by edgecnn, in memory)",
     "tensorrt": "TensorRT engine built by edgecnn on this device (.plan + sidecar)",
+    "tflite": "LiteRT (TensorFlow Lite) interpreter with XNNPACK, CPU (.tflite)",
+    "openvino": "OpenVINO runtime, CPU (.onnx or OpenVINO IR .xml)",
 }
 
 
@@ -31,5 +33,13 @@ def open_runner(backend: str, artifact: str | Path, threads: int | None = None) 
         from edgecnn.backends.tensorrt.runner import TensorRTRunner
 
         return TensorRTRunner(artifact)
+    if backend == "tflite":
+        from edgecnn.backends.tflite_backend import TFLiteRunner
+
+        return TFLiteRunner(artifact, threads=threads)
+    if backend == "openvino":
+        from edgecnn.backends.openvino_backend import OpenVINORunner
+
+        return OpenVINORunner(artifact, threads=threads)
     raise EdgeCNNError(f"the {backend} backend runs models in memory, not the file {artifact}; "
                        "open it with TorchRunner(model)")

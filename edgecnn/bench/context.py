@@ -9,8 +9,8 @@ import subprocess
 from importlib import metadata
 from typing import Any
 
-LIBRARIES = ("edgecnn", "numpy", "onnx", "onnxruntime", "onnxslim", "torch", "tensorrt",
-             "ai-edge-litert")
+LIBRARIES = ("edgecnn", "numpy", "onnx", "onnxruntime", "onnxslim", "torch", "torch-pruning",
+             "tensorrt", "openvino", "nncf", "litert-torch", "ai-edge-quantizer", "ai-edge-litert")
 
 
 def cpu_model() -> str:

@@ -2,11 +2,11 @@
 
 TensorRT engines must be built on the device that runs them, so the context carries what they
 are built from -- the run's ONNX artifacts (FP32, an FP16 copy, INT8 for ONNX Runtime, INT8 in
-TensorRT's Q/DQ layout), its recipe, a small evaluation subset (uint8 images and labels, so the
-device needs no dataset) -- plus edgecnn's own source for the torch-free install, and the
-Dockerfile. ``context.json`` lists every file with its sha256; ``COMMANDS.md`` gives the exact
-``docker build`` / ``docker run`` lines. The context is written to a temporary folder and renamed
-into place, so a failure leaves nothing half-written.
+TensorRT's Q/DQ layout; those of the pruned model when the recipe prunes), its recipe, a small
+evaluation subset (uint8 images and labels, so the device needs no dataset) -- plus edgecnn's own
+source for the torch-free install, and the Dockerfile. ``context.json`` lists every file with its
+sha256; ``COMMANDS.md`` gives the exact ``docker build`` / ``docker run`` lines. The context is
+written to a temporary folder and renamed into place, so a failure leaves nothing half-written.
 """
 
 from __future__ import annotations
@@ -22,10 +22,14 @@ import numpy as np
 
 from edgecnn import __version__
 from edgecnn.errors import EdgeCNNError
-from edgecnn.recipe.pipeline import RECIPE_FILE, read_manifest, sha256_of
+from edgecnn.hashing import sha256_file
+from edgecnn.recipe.pipeline import RECIPE_FILE, read_manifest
+from edgecnn.recipe.variants import DENSE, PRUNED, file_stem, split_name, suffix
 from edgecnn.settings import REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "Dockerfile.jetson"
+# The quantize stage's artifacts the on-device run uses (edgecnn.deploy.device_run).
+DEVICE_MODELS = ("int8", "int8_tensorrt")
 # JetPack release -> the l4t-jetpack base image it runs on (NGC). JetPack 7 (L4T r38, Thor) has
 # no l4t-jetpack image: give its base with --base-image.
 JETPACK_BASES = {"6.0": "nvcr.io/nvidia/l4t-jetpack:r36.3.0",
@@ -87,6 +91,10 @@ def write_context(run_dir: Path, out: Path, *, jetpack: str = "6.1",
     card = _finished(run_dir, "model")
     export = _finished(run_dir, "export")
     quantize = read_manifest(run_dir / "quantize")
+    # The model to deploy: the pruned one when the recipe pruned, else the dense one.
+    pruned = read_manifest(run_dir / "prune")
+    variant = PRUNED if pruned is not None else DENSE
+    size = pruned["summary"] if pruned is not None else card
     base = _base_image(jetpack, base_image)
     if eval_images < 1:
         raise EdgeCNNError(f"--eval-images must be >= 1, got {eval_images}")
@@ -98,12 +106,16 @@ def write_context(run_dir: Path, out: Path, *, jetpack: str = "6.1",
         models = staging / "models"
         models.mkdir()
         files = {"fp32": models / "model.fp32.onnx"}
-        shutil.copy2(run_dir / export["artifacts"]["fp32"], files["fp32"])
+        shutil.copy2(run_dir / export["artifacts"][f"fp32{suffix(variant)}"], files["fp32"])
         files["fp16"] = fp16_onnx(files["fp32"], models / "model.fp16.onnx")
         if quantize is not None:
-            for key, rel in quantize["summary"]["artifacts"].items():
-                files[key] = models / Path(rel).name
-                shutil.copy2(run_dir / rel, files[key])
+            for name, rel in quantize["summary"]["artifacts"].items():
+                plain, of_variant = split_name(name)
+                # the device runs ONNX Runtime and TensorRT, and sees one model, plainly named
+                if of_variant == variant and plain in DEVICE_MODELS:
+                    files[plain] = models / Path(rel).name.replace(f"{file_stem(variant)}.",
+                                                                   "model.")
+                    shutil.copy2(run_dir / rel, files[plain])
         subset, picks = _eval_subset(recipe, card, eval_images)
         (staging / "eval").mkdir()
         np.savez_compressed(staging / "eval" / "subset.npz", images=subset.images,
@@ -120,7 +132,7 @@ def write_context(run_dir: Path, out: Path, *, jetpack: str = "6.1",
         }
         context = {
             "edgecnn_version": __version__, "recipe": recipe.name, "arch": card["name"],
-            "params": card["params"], "macs": card["macs"],
+            "variant": variant, "params": size["params"], "macs": size["macs"],
             "resolution": card["resolution"], "mean": card["mean"], "std": card["std"],
             "classes": card["classes"], "source_run": str(run_dir.resolve()),
             "models": {k: f"models/{p.name}" for k, p in files.items()},
@@ -133,7 +145,7 @@ def write_context(run_dir: Path, out: Path, *, jetpack: str = "6.1",
             "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         }
         (staging / "COMMANDS.md").write_text(_commands_text(context))
-        context["files"] = {str(p.relative_to(staging)): sha256_of(p)
+        context["files"] = {str(p.relative_to(staging)): sha256_file(p)
                             for p in sorted(staging.rglob("*")) if p.is_file()}
         (staging / "context.json").write_text(json.dumps(context, indent=2) + "\n")
         if out.exists():

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from edgecnn.prune.masks import attach_mask
+
 GROUP, KEEP = 4, 2
 
 
@@ -57,7 +59,7 @@ def eligible(module: nn.Module) -> str | None:
 
 def apply_two_four(model: nn.Module, skip: tuple[str, ...] = ()) -> SparsityResult:
     """Zero 2 of every 4 input weights of each eligible layer (except names in ``skip``), and
-    keep the mask as a ``sparsity_mask`` buffer for :func:`reapply_masks`."""
+    keep the mask for :func:`~edgecnn.prune.masks.reapply_masks`."""
     result = SparsityResult()
     for name, module in model.named_modules():
         if not isinstance(module, nn.Conv2d | nn.Linear):
@@ -69,18 +71,9 @@ def apply_two_four(model: nn.Module, skip: tuple[str, ...] = ()) -> SparsityResu
         mask = two_four_mask(module.weight)
         with torch.no_grad():
             module.weight.mul_(mask)
-        module.register_buffer("sparsity_mask", mask, persistent=False)
+        attach_mask(module, mask)
         result.pruned.append(name)
     return result
-
-
-@torch.no_grad()
-def reapply_masks(model: nn.Module) -> None:
-    """After an optimizer step: the masked weights back to zero."""
-    for module in model.modules():
-        mask = getattr(module, "sparsity_mask", None)
-        if mask is not None:
-            module.weight.mul_(mask)
 
 
 def is_two_four(weight: torch.Tensor) -> bool:

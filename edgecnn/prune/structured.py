@@ -45,6 +45,19 @@ class PruneResult:
         return {**asdict(self), "macs_fraction": self.macs_fraction}
 
 
+def channel_multiple(round_to: int | str | None) -> int | None:
+    """``round_to`` as a number: 'auto' is the channel block of ONNX Runtime's NCHWc convolution
+    kernels on this CPU (16 floats with AVX-512, 8 with AVX2). ONNX Runtime converts a
+    convolution to its blocked layout only when its channel counts are multiples of the block;
+    others run unblocked, with layout reorders around them, which made arbitrary pruned widths
+    slower than the dense model (benchmarks/README.md, pruning)."""
+    if round_to != "auto":
+        return round_to
+    from edgecnn.bench.context import cpu_vector_extensions
+
+    return 16 if "avx512f" in cpu_vector_extensions() else 8
+
+
 def count(model: nn.Module, resolution: int) -> tuple[int, int]:
     """(params, MACs) of ``model`` at ``resolution``, on a meta-device copy."""
     from edgecnn.profile import profile_model

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.prune.masks import keep_current_zeros
 
 SPEEDUP_NOTE = "unstructured sparsity: no dense speed-up, smaller only when compressed"
 
@@ -37,14 +38,17 @@ def prunable_weights(model: nn.Module, skip_classifier: bool = True) -> list[tup
     return [(m, "weight") for m in layers]
 
 
-def prune_magnitude(model: nn.Module, amount: float) -> SparsityReport:
-    """Zero the ``amount`` fraction of smallest-|w| weights over all layers together."""
+def prune_magnitude(model: nn.Module, amount: float, keep_masks: bool = False) -> SparsityReport:
+    """Zero the ``amount`` fraction of smallest-|w| weights over all layers together;
+    ``keep_masks`` attaches the masks for fine-tuning (:mod:`edgecnn.prune.masks`)."""
     if not 0 < amount < 1:
         raise EdgeCNNError(f"prune.amount must be in (0, 1), got {amount}")
     targets = prunable_weights(model)
     prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=amount)
     for module, name in targets:
         prune.remove(module, name)  # fold the mask: plain weights with zeros
+    if keep_masks:
+        keep_current_zeros([module for module, _ in targets])
     return sparsity_of(model)
 
 

@@ -55,8 +55,24 @@ def apply_override(data: dict[str, Any], assignment: str, source: str = "--set")
 
 
 def _is_section(path: list[str]) -> bool:
-    # Top-level sections may be absent from the file (defaults), so --set may create them.
-    return len(path) == 1 and path[0] in Recipe.model_fields
+    # Sections (top-level or nested, e.g. quantize.calibration) may be absent from the file and
+    # take their defaults, so --set may create them.
+    return _section_model(path) is not None
+
+
+def _section_model(path: list[str] | tuple) -> Any:
+    """The schema class of the section at ``path``, or None if ``path`` is not a section."""
+    model: Any = Recipe
+    for part in path:
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        model = next((a for a in getattr(annotation, "__args__", (annotation,))
+                      if isinstance(a, type) and hasattr(a, "model_fields")), None)
+        if model is None:
+            return None
+    return model
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
@@ -77,14 +93,8 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
 
 
 def _field_names(path: tuple) -> list[str]:
-    model: Any = Recipe
-    for part in path:
-        annotation = model.model_fields[part].annotation
-        model = next((a for a in getattr(annotation, "__args__", (annotation,))
-                      if isinstance(a, type) and hasattr(a, "model_fields")), None)
-        if model is None:
-            return []
-    return list(model.model_fields)
+    model = _section_model(path)
+    return list(model.model_fields) if model is not None else []
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

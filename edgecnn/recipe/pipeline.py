@@ -9,7 +9,6 @@ resumes and ends with the same artifacts. ``force`` rebuilds everything.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -23,17 +22,13 @@ from rich.console import Console
 from edgecnn import __version__
 from edgecnn.atomic import atomic_write_json
 from edgecnn.bench.context import versions
+from edgecnn.hashing import sha256_file
 from edgecnn.recipe.schema import Recipe
 
 MANIFEST = "manifest.json"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+# Raised when what stages write or summarise changes shape, so that run directories of an older
+# edgecnn are rebuilt rather than misread (trainings are reused from the cache either way).
+BUILD_FORMAT = 2
 
 
 @dataclass
@@ -75,9 +70,9 @@ class Stage:
 def stage_fingerprint(stage: Stage, ctx: BuildContext) -> dict[str, Any]:
     recipe = ctx.recipe.model_dump(mode="json")
     return {
-        "stage": stage.name, "edgecnn": __version__,
+        "stage": stage.name, "edgecnn": __version__, "format": BUILD_FORMAT,
         "recipe": {s: recipe.get(s) for s in stage.sections},
-        "inputs": {_display(p, ctx.run_dir): sha256_of(p) for p in stage.inputs(ctx)},
+        "inputs": {_display(p, ctx.run_dir): sha256_file(p) for p in stage.inputs(ctx)},
         "environment": stage.environment(ctx),
     }
 
@@ -88,7 +83,7 @@ def _display(path: Path, run_dir: Path) -> str:
 
 
 def _intact(manifest: dict[str, Any], run_dir: Path) -> bool:
-    return all((run_dir / rel).is_file() and sha256_of(run_dir / rel) == digest
+    return all((run_dir / rel).is_file() and sha256_file(run_dir / rel) == digest
                for rel, digest in manifest["outputs"].items())
 
 
@@ -148,7 +143,7 @@ def run_stages(stages: list[Stage], ctx: BuildContext, force: bool = False) -> d
         ctx.console.print(f"[bold]{stage.name:<10}[/bold] running")
         started = time.time()
         summary = stage.run(ctx, folder)
-        outputs = {rel: sha256_of(ctx.run_dir / rel)
+        outputs = {rel: sha256_file(ctx.run_dir / rel)
                    for rel in summary.get("artifacts", {}).values()}
         ctx.done[stage.name] = summary
         atomic_write_json(folder / MANIFEST, {

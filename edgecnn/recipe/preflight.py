@@ -32,28 +32,44 @@ def preflight(recipe: Recipe, run_dir: Path) -> None:
         read_state_dict(resolve_path(recipe.model.pretrained))  # exists, and is a checkpoint
     d = recipe.data
     split_index(d.dataset, d.eval_split)
-    if recipe.train is not None or recipe.quantize.method == "ptq":
+    calibrates = needs_calibration(recipe)
+    if recipe.train is not None or calibrates:
         train, _ = split_index(d.dataset, "train")
         available = len(train) - d.val_size
         if available < 1:
             raise EdgeCNNError(f"data.val_size {d.val_size} leaves no training images "
                                f"(the train folder holds {len(train)})")
         samples = recipe.quantize.calibration.samples
-        if recipe.quantize.method == "ptq" and samples > available:
+        if calibrates and samples > available:
             raise EdgeCNNError(
                 f"quantize.calibration.samples is {samples}, but the train split holds "
                 f"{available} images ({len(train)} minus data.val_size {d.val_size}); "
                 f"use at most {available}")
+    if recipe.quantize.calibration.set:
+        from edgecnn.quantize.calibration_set import load_calibration_set
+
+        load_calibration_set(recipe.quantize.calibration.set)
+    if recipe.quantize.calibration.table:
+        from edgecnn.quantize.calibration_table import load_calibration_table
+
+        load_calibration_table(resolve_path(recipe.quantize.calibration.table))
     check_targets(recipe)
     check_writable(run_dir)
+
+
+def needs_calibration(recipe: Recipe) -> bool:
+    """Whether any quantizer of the build draws calibration images from the train split."""
+    tflite_int8 = "tflite" in recipe.export.targets and "int8" in recipe.export.tflite.precisions
+    return recipe.quantize.method != "none" or tflite_int8
 
 
 def check_targets(recipe: Recipe) -> None:
     """Export targets and benchmark backends that contradict each other or the quantize section."""
     export, bench = recipe.export, recipe.benchmark
-    if "tensorrt" in bench.backends and "tensorrt" not in export.targets:
-        raise EdgeCNNError("benchmark.backends lists tensorrt but export.targets does not; "
-                           "add tensorrt to export.targets")
+    for backend in ("tensorrt", "tflite", "openvino"):
+        if backend in bench.backends and backend not in export.targets:
+            raise EdgeCNNError(f"benchmark.backends lists {backend} but export.targets does "
+                               f"not; add {backend} to export.targets")
     if ("tensorrt" in export.targets and "int8" in export.tensorrt.precisions
             and recipe.quantize.method != "ptq"):
         raise EdgeCNNError("export.tensorrt.precisions has int8, which is built from the Q/DQ "

@@ -1,15 +1,15 @@
 """The recipe: one YAML file describing one deployment, validated before anything runs.
 
 Every section forbids unknown keys, so a typo is an error naming the field, not a silent default.
-Sections: name, model, data, train (optional), quantize, export, benchmark, output. Pruning
-joins with its stage (a ``prune:`` section is an unknown key until then).
+Sections: name, model, data, train (optional), prune (optional), quantize, export, benchmark,
+output.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -86,22 +86,122 @@ class TrainSection(Section):
         return value
 
 
+class PruneSection(Section):
+    """Pruning after training (or after loading ``model.pretrained``), then fine-tuning.
+
+    The dense model stays in the build beside the pruned one (``keep_dense``), so the report
+    compares them measured side by side.
+    """
+
+    method: Literal["channels", "unstructured", "two_four"] = Field(
+        "channels", description="channels: whole channels removed (torch-pruning), the only kind "
+                                "that makes a dense CNN faster; unstructured: smallest weights "
+                                "zeroed (smaller compressed file, no dense speed-up); two_four: "
+                                "2 of every 4 input weights zeroed, for TensorRT's sparse "
+                                "tensor cores")
+    macs_fraction: float | None = Field(
+        None, gt=0, lt=1, description="channels: prune until the MACs are at most this fraction "
+                                      "of the dense model's")
+    ratio: float | None = Field(None, gt=0, le=0.9,
+                                description="channels: fraction of every layer's channels "
+                                            "removed (instead of macs_fraction)")
+    global_pruning: bool = Field(False, description="channels: rank channels across layers")
+    importance: Literal["l1", "l2", "bn_scale", "taylor"] = "l1"
+    round_to: int | Literal["auto"] | None = Field(
+        "auto", description="channels: keep channel counts multiples of this; auto: ONNX "
+                            "Runtime's blocked-convolution width on this CPU (16 with AVX-512, "
+                            "else 8), since it runs convolutions of other widths unblocked and "
+                            "slower (benchmarks/README.md)")
+    amount: float | None = Field(None, gt=0, lt=1,
+                                 description="unstructured: fraction of the weights zeroed")
+    steps: int = Field(1, ge=1, description="iterative prune -> fine-tune rounds, each "
+                                            "pruning part of the way to the target")
+    finetune: TrainSection | None = Field(
+        None, description="training after each pruning step (data and augmentation from the "
+                          "data section); none: the pruned model as it is")
+    keep_dense: bool = Field(True, description="also export, evaluate and benchmark the "
+                                               "unpruned model")
+    max_accuracy_drop: float | None = Field(
+        None, ge=0, description="points of top-1 the pruned FP32 model may lose against the "
+                                "dense FP32 one; the build fails beyond it")
+
+    @field_validator("round_to")
+    @classmethod
+    def _positive_multiple(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"round_to must be 'auto', null or >= 1, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _target_fits_method(self) -> PruneSection:
+        if self.method == "channels" and (self.macs_fraction is None) == (self.ratio is None):
+            raise ValueError("method channels needs exactly one of macs_fraction and ratio")
+        if self.method == "unstructured" and self.amount is None:
+            raise ValueError("method unstructured needs amount (the fraction of weights zeroed)")
+        given = [k for k in ("macs_fraction", "ratio", "amount") if getattr(self, k) is not None]
+        allowed = {"channels": {"macs_fraction", "ratio"}, "unstructured": {"amount"},
+                   "two_four": set()}[self.method]
+        extra = [k for k in given if k not in allowed]
+        if extra:
+            raise ValueError(f"{', '.join(extra)} does not apply to method {self.method}")
+        if self.method == "two_four" and self.steps != 1:
+            raise ValueError("method two_four prunes in one step (2 of every 4 weights); "
+                             "set steps: 1")
+        if self.max_accuracy_drop is not None and not self.keep_dense:
+            raise ValueError("max_accuracy_drop compares against the dense model, which "
+                             "keep_dense: false leaves out; keep it or drop the budget")
+        return self
+
+
 class CalibrationSection(Section):
-    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    method: Literal["minmax", "entropy", "percentile"] = Field(
+        "minmax", description="how activation ranges are chosen from the samples")
     samples: int = Field(512, ge=1, description="images drawn from the train split")
     seed: int = 0
+    set: str | None = Field(
+        None, description="a calibration-set definition instead of samples/seed: a name from "
+                          "the calibration/ folder (e.g. cifar10-train-512) or a YAML path")
+    percentile: float = Field(99.999, gt=50, lt=100,
+                              description="the percentile method's cut, in percent")
+    table: str | None = Field(
+        None, description="a calibration table (JSON) a build saved: its ranges instead of a "
+                          "calibration run (`edgecnn build --calibration FILE`)")
+
+
+class QATSection(Section):
+    """Quantization-aware fine-tuning before quantizing (``quantize.method: qat``)."""
+
+    epochs: int = Field(2, ge=1)
+    lr: float = Field(0.002, gt=0, description="peak learning rate, cosine-annealed; ~1% of "
+                                               "the training's, as NVIDIA's QAT guide advises")
+    batch_size: int = Field(128, ge=1)
 
 
 class QuantizeSection(Section):
-    method: Literal["none", "ptq"] = Field("ptq", description="ptq: post-training static INT8")
+    method: Literal["none", "ptq", "qat"] = Field(
+        "ptq", description="ptq: post-training static INT8; qat: fine-tune with fake "
+                           "quantization first (ONNX Runtime's scheme), then quantize")
     per_channel: bool = True
-    reduce_range: bool = Field(
-        True, description="7-bit weights: x86 CPUs without VNNI saturate in ONNX Runtime's "
-                          "U8S8 kernels otherwise (its documented caveat)")
+    reduce_range: bool | None = Field(
+        None, description="7-bit weights; null: only on x86 CPUs without VNNI, whose U8S8 "
+                          "kernels saturate in ONNX Runtime otherwise (its documented caveat)")
     calibration: CalibrationSection = Field(default_factory=CalibrationSection)
     max_accuracy_drop: float | None = Field(
-        None, ge=0, description="points of top-1 INT8 may lose against FP32; the build fails "
-                                "beyond it")
+        None, ge=0, description="points of top-1 INT8 may lose against FP32: beyond it the "
+                                "most sensitive layers return to float until it fits (judged "
+                                "on val or spare train images), and the build fails if INT8 "
+                                "still loses more on the evaluation split")
+    qat: QATSection = Field(default_factory=QATSection)
+
+    @model_validator(mode="after")
+    def _qat_calibrates_minmax(self) -> QuantizeSection:
+        if self.method == "qat" and self.calibration.method != "minmax":
+            raise ValueError("method qat trains against minmax ranges; set calibration.method: "
+                             "minmax")
+        if self.method == "qat" and self.calibration.table:
+            raise ValueError("method qat fine-tunes a new model each build, so a saved "
+                             "calibration table cannot apply to it; drop calibration.table")
+        return self
 
 
 class OnnxSection(Section):
@@ -132,18 +232,37 @@ class TensorRTSection(Section):
     cuda_graph: bool = Field(False, description="replay each inference as a CUDA graph")
 
 
+class TFLiteSection(Section):
+    """LiteRT (TensorFlow Lite) files for ARM CPUs, converted from the torch model."""
+
+    precisions: list[Literal["fp32", "fp16", "dynamic_int8", "int8"]] = Field(
+        default_factory=lambda: ["fp32", "int8"], min_length=1,
+        description="one .tflite each: fp32; fp16 weights; dynamic_int8 (int8 weights, "
+                    "activations quantized at run time); int8 (full INT8, calibrated on the "
+                    "quantize section's calibration images)")
+    io: Literal["float", "int8"] = Field(
+        "float", description="full INT8 models' input and output: float32, or int8 with the "
+                             "scale and zero point in the file")
+    layout: Literal["NCHW", "NHWC"] = Field(
+        "NCHW", description="input layout; NHWC is what mobile camera pipelines hand over")
+    max_abs_diff: float = Field(1e-3, gt=0, description="tolerance of the FP32 file's numeric "
+                                                        "check against torch")
+
+
 class ExportSection(Section):
     onnx: OnnxSection = Field(default_factory=OnnxSection)
-    targets: list[Literal["onnxruntime", "tensorrt"]] = Field(
+    targets: list[Literal["onnxruntime", "tensorrt", "tflite", "openvino"]] = Field(
         default_factory=lambda: ["onnxruntime"], min_length=1,
         description="tensorrt builds engines where TensorRT and a GPU are present; elsewhere "
                     "the build says so and goes on with the other targets")
     tensorrt: TensorRTSection = Field(default_factory=TensorRTSection)
+    tflite: TFLiteSection = Field(default_factory=TFLiteSection)
 
 
 class BenchmarkSection(Section):
-    backends: list[Literal["onnxruntime", "torch", "tensorrt"]] = Field(
-        default_factory=lambda: ["onnxruntime"], min_length=1)
+    backends: list[Literal["onnxruntime", "torch", "tensorrt", "tflite", "openvino"]] = Field(
+        default_factory=lambda: ["onnxruntime"], min_length=1,
+        description="the runtimes timed; each needs its export target (torch: none)")
     batch_sizes: list[int] = Field(default_factory=lambda: [1, 8], min_length=1)
     threads: int | None = Field(None, ge=1, description="default: all cores")
     warmup: int = Field(10, ge=0)
@@ -164,10 +283,20 @@ class Recipe(Section):
     model: ModelSection
     data: DataSection = Field(default_factory=DataSection)
     train: TrainSection | None = None
+    prune: PruneSection | None = None
     quantize: QuantizeSection = Field(default_factory=QuantizeSection)
     export: ExportSection = Field(default_factory=ExportSection)
     benchmark: BenchmarkSection = Field(default_factory=BenchmarkSection)
     output: str = Field("runs/{name}", description="run directory; {name} is the recipe's name")
+
+    @model_validator(mode="after")
+    def _qat_keeps_sparsity(self) -> Recipe:
+        # QAT trains every weight: the zeros of unstructured or 2:4 pruning would grow back
+        if (self.quantize.method == "qat" and self.prune is not None
+                and self.prune.method != "channels"):
+            raise ValueError(f"quantize.method qat would refill the zeros of prune.method "
+                             f"{self.prune.method}; use ptq with it, or channel pruning")
+        return self
 
     def run_dir(self) -> str:
         return self.output.format(name=self.name)

@@ -1,15 +1,15 @@
-"""The stages of ``edgecnn build``: model -> train -> export -> quantize -> compile -> evaluate ->
-benchmark -> report.
+"""The stages of ``edgecnn build``: model -> train -> prune -> export -> quantize -> compile ->
+evaluate -> benchmark -> report.
 
 Export comes before quantization because the quantizers of the ONNX-based targets (ONNX Runtime's
 layout, TensorRT's explicit Q/DQ layout) work on the exported graph; TensorRT engines are built in
 the compile stage (:mod:`edgecnn.recipe.tensorrt_target`). Each stage reads earlier
 artifacts through the build context and returns a summary (see :mod:`edgecnn.recipe.pipeline`).
+From export on, every stage handles each model variant (dense, pruned: :mod:`.variants`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,46 +19,21 @@ import numpy as np
 
 from edgecnn.atomic import atomic_write_json
 from edgecnn.errors import EdgeCNNError
+from edgecnn.recipe.inputs import (
+    check_images,
+    load_model,
+    norm,
+    rel,
+    resolution,
+    split,
+)
 from edgecnn.recipe.pipeline import BuildContext, Stage
+from edgecnn.recipe.prune_stage import environment as prune_environment
+from edgecnn.recipe.prune_stage import run_prune
+from edgecnn.recipe.quantize_stage import run_quantize
+from edgecnn.recipe.tflite_target import run_tflite
+from edgecnn.recipe.variants import DENSE, PRUNED, ArtifactKey, file_stem, suffix, variants
 from edgecnn.settings import cache_dir
-
-FP32_ONNX = "model.fp32.onnx"
-INT8_ONNX = "model.int8.onnx"
-INT8_TENSORRT_ONNX = "model.int8.tensorrt.onnx"  # Q/DQ laid out for TensorRT
-
-
-def _rel(ctx: BuildContext, path: Path) -> str:
-    return str(path.relative_to(ctx.run_dir))
-
-
-def _resolution(ctx: BuildContext) -> int:
-    return ctx.done["model"]["resolution"]
-
-
-def _load_trained_model(ctx: BuildContext):
-    """The recipe's model with the weights the build produced (or started from)."""
-    from safetensors.torch import load_file
-
-    from edgecnn.train.trainer import build_model
-
-    model = build_model(ctx.recipe, ctx.done["model"]["num_classes"])
-    if "train" in ctx.done:
-        model.load_state_dict(load_file(str(ctx.artifact("train", "weights"))), strict=True)
-    return model.eval()
-
-
-def _split(ctx: BuildContext, split: str):
-    from edgecnn.data import load_split
-
-    d = ctx.recipe.data
-    return load_split(d.dataset, split, size=_resolution(ctx), val_size=d.val_size,
-                      seed=d.split_seed)
-
-
-def _norm(ctx: BuildContext) -> tuple[tuple, tuple]:
-    card = ctx.done["model"]
-    return tuple(ctx.recipe.data.mean or card["mean"]), tuple(ctx.recipe.data.std or card["std"])
-
 
 # -- model ------------------------------------------------------------------------------------
 
@@ -79,7 +54,7 @@ def run_model(ctx: BuildContext, folder: Path) -> dict[str, Any]:
     atomic_write_json(folder / "card.json", card)
     ctx.console.print(f"  {card['name']}: {profile.params:,} params, {profile.macs:,} MACs at "
                       f"{resolution}x{resolution}, {card['num_classes']} classes")
-    return {**card, "artifacts": {"card": _rel(ctx, folder / "card.json")}}
+    return {**card, "artifacts": {"card": rel(ctx, folder / "card.json")}}
 
 
 def _pretrained_input(ctx: BuildContext) -> list[Path]:
@@ -123,8 +98,8 @@ def run_train(ctx: BuildContext, folder: Path) -> dict[str, Any]:
             shutil.rmtree(staging, ignore_errors=True)  # another build cached it first
     return {"fingerprint": key, "test": result.get("test"), "epochs": result["epochs"],
             "train_seconds": result["train_seconds"], "best_epoch": result["best_epoch"],
-            "artifacts": {"weights": _rel(ctx, folder / "best.safetensors"),
-                          "result": _rel(ctx, folder / "result.json")}}
+            "artifacts": {"weights": rel(ctx, folder / "best.safetensors"),
+                          "result": rel(ctx, folder / "result.json")}}
 
 
 def _train_inputs(ctx: BuildContext) -> list[Path]:
@@ -135,67 +110,46 @@ def _train_inputs(ctx: BuildContext) -> list[Path]:
 
 
 def run_export(ctx: BuildContext, folder: Path) -> dict[str, Any]:
+    """The FP32 ONNX of every variant, each checked against its torch model on test images."""
+    x = check_images(ctx)
+    artifacts, checks, info = {}, {}, None
+    for variant in variants(ctx.recipe):
+        path = folder / f"{file_stem(variant)}.fp32.onnx"
+        info, checks[variant] = _export_checked(ctx, load_model(ctx, variant), path, x)
+        artifacts[f"fp32{suffix(variant)}"] = rel(ctx, path)
+    # The FP32 ONNX runs in ONNX Runtime whatever the targets: the reference of every
+    # accuracy. OpenVINO reads the same file.
+    backends = ["onnxruntime"] + (["openvino"] if "openvino" in ctx.recipe.export.targets
+                                  else [])
+    runs = {str(ArtifactKey(b, "fp32", v)): f"fp32{suffix(v)}"
+            for v in variants(ctx.recipe) for b in backends}
+    worst = max(checks.values(), key=lambda c: c["max_abs_diff"])
+    return {"opset": info.opset, "simplifier": info.simplifier,
+            "max_abs_diff": worst["max_abs_diff"], "top1_agreement": worst["top1_agreement"],
+            "check_samples": len(x), "checks": checks, "metadata": info.metadata,
+            "artifacts": artifacts, "runs": runs}
+
+
+def _export_checked(ctx: BuildContext, model, path: Path, x: np.ndarray):
+    """Export ``model``; the graph must compute the torch function on the real images ``x``."""
     from edgecnn.backends.onnxruntime_backend import OnnxRuntimeRunner
     from edgecnn.backends.torch_backend import TorchRunner
-    from edgecnn.data.loaders import BatchLoader
     from edgecnn.export.onnx_export import export_onnx
 
     cfg = ctx.recipe.export.onnx
-    model = _load_trained_model(ctx)
-    path = folder / FP32_ONNX
-    info = export_onnx(model, path, _resolution(ctx), opset=cfg.opset,
+    info = export_onnx(model, path, resolution(ctx), opset=cfg.opset,
                        dynamic_batch=cfg.dynamic_batch, simplify=cfg.simplify)
-    # Numeric check on real test images: the exported graph must compute the torch function.
-    test = _split(ctx, ctx.recipe.data.eval_split)
-    sample = test.subset(np.arange(min(cfg.check_samples, len(test))), "check samples")
-    mean, std = _norm(ctx)
-    x = next(iter(BatchLoader(sample, len(sample), mean, std)))[0].numpy()
     reference = TorchRunner(model).run(x)
     exported = OnnxRuntimeRunner(path).run(x)
     diff = float(np.abs(reference - exported).max())
     agree = float((reference.argmax(1) == exported.argmax(1)).mean() * 100)
-    ctx.console.print(f"  {FP32_ONNX}: opset {info.opset}, {info.simplifier or 'not simplified'}"
+    ctx.console.print(f"  {path.name}: opset {info.opset}, {info.simplifier or 'not simplified'}"
                       f" ({info.nodes_before} -> {info.nodes_after} nodes); torch vs ONNX on "
                       f"{len(x)} test images: max |diff| {diff:.2e}, top-1 agreement {agree:.1f}%")
     if diff > cfg.max_abs_diff:
-        raise EdgeCNNError(f"exported ONNX differs from the torch model by {diff:.3e} "
-                           f"(> export.onnx.max_abs_diff {cfg.max_abs_diff})")
-    return {"opset": info.opset, "simplifier": info.simplifier, "max_abs_diff": diff,
-            "top1_agreement": agree, "check_samples": len(x), "metadata": info.metadata,
-            "artifacts": {"fp32": _rel(ctx, path)}}
-
-
-# -- quantize ---------------------------------------------------------------------------------
-
-
-def run_quantize(ctx: BuildContext, folder: Path) -> dict[str, Any]:
-    from edgecnn.data import calibration_indices
-    from edgecnn.data.loaders import BatchLoader
-    from edgecnn.quantize.onnxruntime_static import quantize_static_onnx
-
-    cfg = ctx.recipe.quantize
-    train = _split(ctx, "train")
-    picks = calibration_indices(len(train), cfg.calibration.samples, cfg.calibration.seed)
-    mean, std = _norm(ctx)
-    calib = np.concatenate([x.numpy() for x, _ in BatchLoader(
-        train.subset(picks, "calibration"), 256, mean, std)])
-    info = quantize_static_onnx(ctx.artifact("export", "fp32"), folder / INT8_ONNX, calib,
-                                method=cfg.calibration.method, per_channel=cfg.per_channel,
-                                reduce_range=cfg.reduce_range)
-    ctx.console.print(f"  {INT8_ONNX}: {info.quantizer}, {cfg.calibration.method} calibration "
-                      f"on {len(picks)} train images")
-    artifacts = {"int8": _rel(ctx, folder / INT8_ONNX)}
-    export = ctx.recipe.export
-    if "tensorrt" in export.targets and "int8" in export.tensorrt.precisions:
-        trt = quantize_static_onnx(ctx.artifact("export", "fp32"), folder / INT8_TENSORRT_ONNX,
-                                   calib, method=cfg.calibration.method, layout="tensorrt")
-        artifacts["int8_tensorrt"] = _rel(ctx, folder / INT8_TENSORRT_ONNX)
-        ctx.console.print(f"  {INT8_TENSORRT_ONNX}: {trt.quantizer}")
-    return {"quantizer": info.quantizer, "method": info.method, "samples": info.samples,
-            "per_channel": info.per_channel, "reduce_range": info.reduce_range,
-            "calibration_split": train.description,
-            "calibration_indices_sha256": hashlib.sha256(picks.tobytes()).hexdigest(),
-            "artifacts": artifacts}
+        raise EdgeCNNError(f"exported ONNX {path.name} differs from the torch model by "
+                           f"{diff:.3e} (> export.onnx.max_abs_diff {cfg.max_abs_diff})")
+    return info, {"max_abs_diff": diff, "top1_agreement": agree}
 
 
 # -- compile ----------------------------------------------------------------------------------
@@ -205,73 +159,86 @@ def run_compile(ctx: BuildContext, folder: Path) -> dict[str, Any]:
     """Ahead-of-time engines: TensorRT's (ONNX Runtime compiles at session creation)."""
     targets: dict[str, Any] = {}
     artifacts: dict[str, str] = {}
+    runs: dict[str, str] = {}
     if "tensorrt" in ctx.recipe.export.targets:
         from edgecnn.recipe.tensorrt_target import compile_tensorrt
 
         result = compile_tensorrt(ctx, folder)
-        for precision, engine in result.pop("engines").items():
-            artifacts[f"tensorrt_{precision}"] = _rel(ctx, engine)
-        result["onnx"] = {p: _rel(ctx, f) for p, f in result.get("onnx", {}).items()}
+        for key, engine in result.pop("engines").items():
+            name = key.replace("/", "_")
+            artifacts[name], runs[key] = rel(ctx, engine), name
+        result["onnx"] = {k: rel(ctx, f) for k, f in result.get("onnx", {}).items()}
         targets["tensorrt"] = result
-    return {"targets": targets, "artifacts": artifacts}
+    return {"targets": targets, "artifacts": artifacts, "runs": runs}
 
 
 # -- evaluate ---------------------------------------------------------------------------------
 
 
-def _artifacts(ctx: BuildContext) -> dict[str, Path]:
-    """'backend/precision' -> file, for every artifact this build produced and can run."""
-    found = {"onnxruntime/fp32": ctx.artifact("export", "fp32")}
-    if "quantize" in ctx.done:
-        found["onnxruntime/int8"] = ctx.artifact("quantize", "int8")
-    for key in ctx.done.get("compile", {}).get("artifacts", {}):
-        if key.startswith("tensorrt_"):
-            found[f"tensorrt/{key.removeprefix('tensorrt_')}"] = ctx.artifact("compile", key)
-    return found
+def runnable_artifacts(ctx: BuildContext) -> dict[str, Path]:
+    """Artifact key ('backend/precision[/variant]') -> file, for every model this build produced
+    and can run: what the stages list under ``runs`` in their summaries."""
+    return {key: ctx.artifact(stage, name) for stage, summary in ctx.done.items()
+            for key, name in summary.get("runs", {}).items()}
 
 
 def _open_runner(ctx: BuildContext, key: str, path: Path):
-    backend = key.split("/")[0]
+    backend = ArtifactKey.parse(key).backend
     if backend == "tensorrt":
         from edgecnn.backends.tensorrt.runner import TensorRTRunner
-        from edgecnn.recipe.pipeline import sha256_of
+        from edgecnn.hashing import sha256_file
 
-        precision = key.split("/")[1]
-        source = ctx.run_dir / ctx.done["compile"]["targets"]["tensorrt"]["onnx"][precision]
-        return TensorRTRunner(path, onnx_sha256=sha256_of(source),
+        source = ctx.run_dir / ctx.done["compile"]["targets"]["tensorrt"]["onnx"][key]
+        return TensorRTRunner(path, onnx_sha256=sha256_file(source),
                               cuda_graph=ctx.recipe.export.tensorrt.cuda_graph)
-    from edgecnn.backends.onnxruntime_backend import OnnxRuntimeRunner
+    from edgecnn.backends.registry import open_runner
 
-    return OnnxRuntimeRunner(path, threads=ctx.recipe.benchmark.threads)
+    return open_runner(backend, path, threads=ctx.recipe.benchmark.threads)
 
 
 def run_evaluate(ctx: BuildContext, folder: Path) -> dict[str, Any]:
     from edgecnn.train.evaluate import agreement, evaluate
 
-    test = _split(ctx, ctx.recipe.data.eval_split)
-    mean, std = _norm(ctx)
+    test = split(ctx, ctx.recipe.data.eval_split)
+    mean, std = norm(ctx)
     results, predictions = {}, {}
-    for key, path in _artifacts(ctx).items():
+    for key, path in runnable_artifacts(ctx).items():
         result = evaluate(_open_runner(ctx, key, path), test, mean, std,
                           ctx.recipe.data.eval_batch_size)
         results[key] = result.to_dict()
         predictions[key] = result.predictions
         ctx.console.print(f"  {key}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}% on "
                           f"{test.description}")
-    reference = "onnxruntime/fp32"
     for key in results:
+        reference = str(ArtifactKey.parse(key).reference())
         if key == reference:
             continue
         results[key]["agreement_with_fp32"] = agreement(predictions[key], predictions[reference])
-        drop = results[reference]["top1"] - results[key]["top1"]
-        results[key]["top1_drop"] = drop
-        budget = ctx.recipe.quantize.max_accuracy_drop
-        if key.endswith("/int8") and budget is not None and drop > budget:
-            raise EdgeCNNError(f"{key} top-1 is {drop:.2f} points below FP32, more than "
-                               f"quantize.max_accuracy_drop {budget}")
+        results[key]["top1_drop"] = results[reference]["top1"] - results[key]["top1"]
+    _check_budgets(ctx, results)
     atomic_write_json(folder / "results.json", results)
     return {"split": test.description, "results": results,
-            "artifacts": {"results": _rel(ctx, folder / "results.json")}}
+            "artifacts": {"results": rel(ctx, folder / "results.json")}}
+
+
+def _check_budgets(ctx: BuildContext, results: dict[str, dict]) -> None:
+    """INT8 against the FP32 of its variant (quantize.max_accuracy_drop); the pruned FP32
+    model against the dense one (prune.max_accuracy_drop)."""
+    budget = ctx.recipe.quantize.max_accuracy_drop
+    for key, result in results.items():
+        if ArtifactKey.parse(key).precision == "int8" and budget is not None and (
+                result["top1_drop"] > budget):
+            raise EdgeCNNError(f"{key} top-1 is {result['top1_drop']:.2f} points below FP32, "
+                               f"more than quantize.max_accuracy_drop {budget}")
+    prune = ctx.recipe.prune
+    dense, pruned = (str(ArtifactKey("onnxruntime", "fp32", v)) for v in (DENSE, PRUNED))
+    if prune and prune.max_accuracy_drop is not None and dense in results:
+        drop = results[dense]["top1"] - results[pruned]["top1"]
+        results[pruned]["top1_drop_vs_dense"] = drop
+        if drop > prune.max_accuracy_drop:
+            raise EdgeCNNError(f"the pruned model's top-1 is {drop:.2f} points below the dense "
+                               f"model's, more than prune.max_accuracy_drop "
+                               f"{prune.max_accuracy_drop}")
 
 
 # -- benchmark --------------------------------------------------------------------------------
@@ -284,8 +251,8 @@ def run_benchmark(ctx: BuildContext, folder: Path) -> dict[str, Any]:
 
     cfg = ctx.recipe.benchmark
     runners: dict[str, Any] = {key: _open_runner(ctx, key, path)
-                               for key, path in _artifacts(ctx).items()
-                               if key.split("/")[0] in cfg.backends}
+                               for key, path in runnable_artifacts(ctx).items()
+                               if ArtifactKey.parse(key).backend in cfg.backends}
     if "torch" in cfg.backends:
         import torch
 
@@ -293,7 +260,9 @@ def run_benchmark(ctx: BuildContext, folder: Path) -> dict[str, Any]:
             torch.set_num_threads(cfg.threads)
         # eager PyTorch on the GPU where there is one: the baseline an engine is compared with
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        runners["torch/fp32"] = TorchRunner(_load_trained_model(ctx), device=device)
+        for variant in variants(ctx.recipe):
+            runners[str(ArtifactKey("torch", "fp32", variant))] = TorchRunner(
+                load_model(ctx, variant), device=device)
     results = measure_in_rounds(runners, cfg.batch_sizes, rounds=cfg.rounds, warmup=cfg.warmup,
                                 iterations=cfg.iterations, seconds=cfg.seconds)
     for key, per_batch in results.items():
@@ -303,32 +272,59 @@ def run_benchmark(ctx: BuildContext, folder: Path) -> dict[str, Any]:
     context = run_context(cfg.threads)
     atomic_write_json(folder / "results.json", {"results": results, "context": context})
     return {"results": results, "context": context,
-            "artifacts": {"results": _rel(ctx, folder / "results.json")}}
+            "artifacts": {"results": rel(ctx, folder / "results.json")}}
 
 
 # -- report -----------------------------------------------------------------------------------
 
 
 def run_report(ctx: BuildContext, folder: Path) -> dict[str, Any]:
+    from rich.markup import escape
+
     from edgecnn.report.build_report import build_notes, build_rows, write_report
+    from edgecnn.report.recommend import recommend
 
-    rows, notes = build_rows(ctx, _artifacts(ctx)), build_notes(ctx)
-    files = write_report(rows, ctx.run_dir, title=ctx.recipe.name, notes=notes)
+    rows = build_rows(ctx, runnable_artifacts(ctx))
+    recommended, speed_notes = recommend(rows)
+    notes = build_notes(ctx) + speed_notes
+    files = write_report(rows, ctx.run_dir, title=ctx.recipe.name, notes=notes,
+                         extra={"recommended": recommended})
     for note in notes:
-        ctx.console.print(f"  [yellow]{note}[/yellow]")
-    return {"rows": rows, "notes": notes,
-            "artifacts": {k: _rel(ctx, p) for k, p in files.items()}}
+        ctx.console.print(f"  [yellow]{escape(note)}[/yellow]")
+    return {"rows": rows, "notes": notes, "recommended": recommended,
+            "artifacts": {k: rel(ctx, p) for k, p in files.items()}}
 
 
-def _export_input(ctx: BuildContext) -> list[Path]:
-    return [ctx.artifact("export", "fp32")]
+def _stage_outputs(ctx: BuildContext, *stages: str) -> list[Path]:
+    """Every file the named (finished) stages wrote."""
+    return [ctx.run_dir / path for stage in stages if stage in ctx.done
+            for path in ctx.done[stage]["artifacts"].values()]
 
 
-def _quantized_inputs(ctx: BuildContext) -> list[Path]:
-    files = [ctx.artifact("export", "fp32")]
-    if "quantize" in ctx.done:
-        files += [ctx.run_dir / rel for rel in ctx.done["quantize"]["artifacts"].values()]
+def _quantize_inputs(ctx: BuildContext) -> list[Path]:
+    """The exported models, the weights QAT starts from, and a given calibration table."""
+    from edgecnn.train.trainer import resolve_path
+
+    files = _stage_outputs(ctx, "export")
+    if ctx.recipe.quantize.method == "qat":
+        files += _train_inputs(ctx) + _stage_outputs(ctx, "prune")
+    calibration = ctx.recipe.quantize.calibration
+    if calibration.table:
+        files.append(Path(resolve_path(calibration.table)))
+    if calibration.set:  # the definition's content decides the images
+        from edgecnn.quantize.calibration_set import definition_path
+
+        files.append(definition_path(calibration.set))
     return files
+
+
+def _quantize_environment(ctx: BuildContext) -> dict[str, Any]:
+    """reduce_range: null follows this CPU (VNNI or not): a run moved to another CPU requantizes."""
+    if ctx.recipe.quantize.reduce_range is not None:
+        return {}
+    from edgecnn.quantize.cpu_features import choose_reduce_range
+
+    return {"reduce_range": choose_reduce_range().reduce_range}
 
 
 def _compile_environment(ctx: BuildContext) -> dict[str, Any]:
@@ -338,19 +334,29 @@ def _compile_environment(ctx: BuildContext) -> dict[str, Any]:
 
 
 def _evaluated_inputs(ctx: BuildContext) -> list[Path]:
-    return list(_artifacts(ctx).values())
+    return list(runnable_artifacts(ctx).values())
 
 
 STAGES = [
     Stage("model", ("model", "data"), run_model, inputs=_pretrained_input),
     Stage("train", ("model", "data", "train"), run_train, inputs=_pretrained_input,
           enabled=lambda r: r.train is not None, keep_partial=True),
-    Stage("export", ("model", "data", "export"), run_export, inputs=_train_inputs),
-    Stage("quantize", ("data", "quantize", "export"), run_quantize, inputs=_export_input,
-          enabled=lambda r: r.quantize.method == "ptq"),
-    Stage("compile", ("export", "benchmark"), run_compile, inputs=_quantized_inputs,
+    Stage("prune", ("model", "data", "prune"), run_prune, inputs=_train_inputs,
+          enabled=lambda r: r.prune is not None, keep_partial=True,
+          environment=prune_environment),
+    Stage("export", ("model", "data", "prune", "export"), run_export,
+          inputs=lambda ctx: _train_inputs(ctx) + _stage_outputs(ctx, "prune")),
+    Stage("quantize", ("model", "data", "train", "prune", "quantize", "export", "benchmark"),
+          run_quantize, inputs=_quantize_inputs, enabled=lambda r: r.quantize.method != "none",
+          environment=_quantize_environment),
+    Stage("tflite", ("model", "data", "prune", "quantize", "export", "benchmark"), run_tflite,
+          inputs=lambda ctx: _train_inputs(ctx) + _stage_outputs(ctx, "prune"),
+          enabled=lambda r: "tflite" in r.export.targets),
+    Stage("compile", ("export", "benchmark", "prune"), run_compile,
+          inputs=lambda ctx: _stage_outputs(ctx, "export", "quantize"),
           environment=_compile_environment),
-    Stage("evaluate", ("data", "quantize", "benchmark"), run_evaluate, inputs=_evaluated_inputs),
+    Stage("evaluate", ("data", "prune", "quantize", "benchmark"), run_evaluate,
+          inputs=_evaluated_inputs),
     Stage("benchmark", ("benchmark",), run_benchmark, inputs=_evaluated_inputs),
     Stage("report", ("name", "export"), run_report,
           inputs=lambda ctx: [ctx.artifact("evaluate", "results"),

@@ -15,29 +15,32 @@ if TYPE_CHECKING:
 
 
 def build_rows(ctx: BuildContext, artifacts: dict[str, Path]) -> list[dict[str, Any]]:
-    """One row per benchmarked artifact; ``artifacts`` maps 'backend/precision' to its file."""
+    """One row per benchmarked artifact; ``artifacts`` maps artifact keys to their files."""
+    from edgecnn.recipe.variants import PRUNED, ArtifactKey
+
     card = ctx.done["model"]
     evaluation = ctx.done["evaluate"]["results"]
     bench = ctx.done["benchmark"]
+    pruned = ctx.done.get("prune", {})
     rows = []
     for key, per_batch in bench["results"].items():
-        backend, precision = key.split("/")
+        backend, precision, variant = ArtifactKey.parse(key)
         if backend == "torch":
             # The torch model is not evaluated on its own: the export stage proved the FP32
             # ONNX computes the same function (max |diff| within its tolerance).
-            acc = evaluation.get("onnxruntime/fp32", {})
-            artifact = (ctx.artifact("train", "weights") if "train" in ctx.done
-                        else Path(ctx.recipe.model.pretrained or "random-init"))
+            acc = evaluation.get(str(ArtifactKey("onnxruntime", "fp32", variant)), {})
+            artifact = _torch_weights(ctx, variant)
         else:
             acc = evaluation.get(key, {})
             artifact = artifacts[key]
+        size = card if variant != PRUNED else pruned
         rows.append({
             "run": ctx.recipe.name, "arch": card["name"],
             "artifact": str(artifact.relative_to(ctx.run_dir)
                             if artifact.is_relative_to(ctx.run_dir) else artifact),
-            "precision": precision, "backend": backend, "params": card["params"],
-            "macs": card["macs"], "resolution": card["resolution"],
-            "file_bytes": artifact.stat().st_size if backend != "torch" else None,
+            "precision": precision, "backend": backend, "variant": variant,
+            "params": size["params"], "macs": size["macs"], "resolution": card["resolution"],
+            "file_bytes": artifact_bytes(artifact) if backend != "torch" else None,
             "top1": acc.get("top1"), "top5": acc.get("top5"),
             "agreement_with_fp32": acc.get("agreement_with_fp32", 100.0 if precision == "fp32"
                                            else None),
@@ -47,11 +50,66 @@ def build_rows(ctx: BuildContext, artifacts: dict[str, Path]) -> list[dict[str, 
     return rows
 
 
+def artifact_bytes(path: Path) -> int:
+    """What the model takes on disk: an OpenVINO IR is its .xml and its .bin weights."""
+    size = path.stat().st_size
+    weights = path.with_suffix(".bin")
+    return size + weights.stat().st_size if path.suffix == ".xml" and weights.is_file() else size
+
+
+def _torch_weights(ctx: BuildContext, variant: str) -> Path:
+    from edgecnn.recipe.variants import PRUNED
+
+    if variant == PRUNED:
+        return ctx.artifact("prune", "weights")
+    return (ctx.artifact("train", "weights") if "train" in ctx.done
+            else Path(ctx.recipe.model.pretrained or "random-init"))
+
+
 def build_notes(ctx: BuildContext) -> list[str]:
-    """Targets of the recipe that produced nothing here, and why."""
+    """Targets of the recipe that produced nothing here, and why; what pruning did."""
     targets = ctx.done.get("compile", {}).get("targets", {})
-    return [f"target {name} stopped: {t['reason']}" for name, t in targets.items()
-            if t.get("status") == "stopped"]
+    notes = [f"target {name} stopped: {t['reason']}" for name, t in targets.items()
+             if t.get("status") == "stopped"]
+    if "prune" in ctx.done:
+        notes.append(pruning_note(ctx.done["prune"]))
+    for variant, record in ctx.done.get("quantize", {}).get("variants", {}).items():
+        for target, info in record.items():
+            if isinstance(info, dict) and info.get("accuracy_aware"):
+                notes.append(fallback_note(target, variant, info["accuracy_aware"]))
+    return notes
+
+
+def fallback_note(target: str, variant: str, aware: dict[str, Any]) -> str:
+    """One line: what the accuracy-aware mode returned to float, and what that cost."""
+    layers = aware.get("fallback_layers") or []
+    text = (f"int8 {target} ({variant}), accuracy-aware (max drop "
+            f"{aware['max_accuracy_drop']}): selection top-1 FP32 {aware['fp32_top1']:.2f}%, "
+            f"INT8 {aware['top1']:.2f}%")
+    if not layers:
+        return text + "; no layer returned to float"
+    text += (f"; {len(layers)} layer(s) in float: {', '.join(layers[:8])}"
+             + (" ..." if len(layers) > 8 else ""))
+    p50 = aware.get("p50_ms")
+    if p50:
+        text += (f"; p50 b1 FP32 {p50['fp32']:.3f} ms, full INT8 {p50['int8_full']:.3f} ms, "
+                 f"with float layers {p50['int8_fallback']:.3f} ms")
+    return text
+
+
+def pruning_note(prune: dict[str, Any]) -> str:
+    """One line: how the pruned variant was made and what its fine-tuning cost."""
+    text = (f"pruned ({prune['method']}): params {prune['params_before']:,} -> "
+            f"{prune['params']:,}, MACs {prune['macs_before']:,} -> {prune['macs']:,} "
+            f"({prune['macs_fraction']:.2f} of dense) in {len(prune['steps'])} step(s)")
+    if prune.get("finetune_epochs"):
+        text += (f"; fine-tuned {prune['finetune_epochs']} epoch(s) in "
+                 f"{prune['finetune_seconds']:.0f} s")
+    else:
+        text += "; not fine-tuned"
+    if prune["method"] == "unstructured":
+        text += f"; {prune['steps'][-1]['note']}"
+    return text
 
 
 def write_report(rows: list[dict[str, Any]], folder: Path, title: str,

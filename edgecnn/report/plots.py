@@ -15,7 +15,7 @@ def plot_accuracy(rows: list[dict[str, Any]], x_axis: str, path: Path, title: st
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgecnn.report.tables import device_label
+    from edgecnn.report.tables import device_label, variant_label
 
     several = len({device_label(r) for r in rows}) > 1
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
@@ -29,7 +29,8 @@ def plot_accuracy(rows: list[dict[str, Any]], x_axis: str, path: Path, title: st
             if stats is None:
                 continue
             x = stats["p50_ms"]
-        label = f"{row['run']} {row['precision']} ({row['backend']})"
+        variant = "" if variant_label(row) == "dense" else f" {variant_label(row)}"
+        label = f"{row['run']}{variant} {row['precision']} ({row['backend']})"
         if several:  # one colour per device is not enough with several runs: say it in words
             label = f"{device_label(row)}: {label}"
         ax.scatter([x], [row["top1"]], marker=MARKERS.get(row["precision"], "D"), s=60,

@@ -1,17 +1,18 @@
 """Regressions against a baseline results file, for CI: an accuracy drop or a latency rise
-beyond a threshold, comparing rows of the same run, precision, backend, device and evaluation
-split (a device run's 1,000-image subset is not compared with a build's full test split)."""
+beyond a threshold, comparing rows of the same run, model variant, precision, backend, device and
+evaluation split (a device run's 1,000-image subset is not compared with a build's full test
+split)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from edgecnn.report.tables import device_label
+from edgecnn.report.tables import device_label, variant_label
 
 
 def row_key(row: dict[str, Any]) -> tuple:
-    return (row["run"], row.get("arch"), row["precision"], row["backend"], device_label(row),
-            row.get("eval_split"))
+    return (row["run"], row.get("arch"), variant_label(row), row["precision"], row["backend"],
+            device_label(row), row.get("eval_split"))
 
 
 def _p50(row: dict[str, Any], batch: str) -> float | None:

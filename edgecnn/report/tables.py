@@ -43,13 +43,24 @@ def device_label(row: dict[str, Any]) -> str:
     return context.get("cpu") or "unknown device"
 
 
+def variant_label(row: dict[str, Any]) -> str:
+    """Which model of the run a row measured: dense, or pruned (rows of older reports: dense)."""
+    return row.get("variant") or "dense"
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The table; a device column is added when the rows come from more than one device."""
-    several = len({device_label(r) for r in rows}) > 1
-    columns = ("device", *COLUMNS) if several else COLUMNS
+    """The table; a device column is added when the rows come from more than one device, and
+    a variant column when they hold more than one model variant (dense and pruned)."""
+    devices = len({device_label(r) for r in rows}) > 1
+    several_variants = len({variant_label(r) for r in rows}) > 1
+    columns = (("device",) if devices else ()) + COLUMNS[:1] + (
+        ("variant",) if several_variants else ()) + COLUMNS[1:]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(([device_label(r)] if several else []) + _cells(r)) + " |"
-              for r in rows]
+    for r in rows:
+        cells = _cells(r)
+        cells = ([device_label(r)] if devices else []) + cells[:1] + (
+            [variant_label(r)] if several_variants else []) + cells[1:]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from edgecnn.data.splits import ImageSet, load_split
 from edgecnn.errors import EdgeCNNError
 from edgecnn.models import create_model
 from edgecnn.models.surgery import freeze, replace_classifier
-from edgecnn.recipe.schema import Recipe
+from edgecnn.recipe.schema import Recipe, TrainSection
 from edgecnn.settings import shared_dir
 from edgecnn.train import checkpoint as ckpt
 from edgecnn.train.evaluate import evaluate
@@ -99,7 +100,7 @@ def recipe_fingerprint(recipe: Recipe) -> str:
     parts: dict[str, Any] = {k: getattr(recipe, k).model_dump(mode="json")
                              for k in ("model", "data", "train")}
     if recipe.model.pretrained:
-        from edgecnn.data.archives import sha256_file
+        from edgecnn.hashing import sha256_file
 
         path = Path(resolve_path(recipe.model.pretrained))
         parts["pretrained_sha256"] = sha256_file(path) if path.is_file() else None
@@ -125,18 +126,23 @@ def load_data(recipe: Recipe, resolution: int | None) -> TrainData:
 
 
 class Trainer:
-    def __init__(self, recipe: Recipe, run_dir: Path, console: Console | None = None) -> None:
-        if recipe.train is None:
+    """Trains the recipe's model per its ``train`` section into ``RUN_DIR/train``; or, given
+    ``cfg`` and ``folder``, another training of the same data (a pruned model's fine-tuning)."""
+
+    def __init__(self, recipe: Recipe, run_dir: Path, console: Console | None = None, *,
+                 cfg: TrainSection | None = None, folder: Path | None = None) -> None:
+        cfg = cfg or recipe.train
+        if cfg is None:
             raise EdgeCNNError(f"recipe {recipe.name}: no train section to run")
-        self.recipe, self.cfg = recipe, recipe.train
-        self.folder = run_dir / "train"
+        self.recipe, self.cfg = recipe, cfg
+        self.folder = folder or run_dir / "train"
         self.console = console or Console()
         self.device = pick_device(self.cfg.device)
         self.autocast_dtype = pick_precision(self.cfg.precision, self.device)
 
     # -- one epoch -----------------------------------------------------------------------------
     def _train_epoch(self, model, loader, optimizer, schedule, frozen, progress,
-                     label: str) -> dict:
+                     label: str, after_step: Callable[[], None] | None) -> dict:
         model.train()
         for module in frozen:
             module.eval()  # frozen BatchNorm keeps the checkpoint's statistics
@@ -152,6 +158,8 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(optimizer)
             self.scaler.update()
+            if after_step is not None:
+                after_step()
             schedule.after_batch()
             loss_sum += loss.item() * len(y)
             correct += int((logits.argmax(1) == y).sum())
@@ -179,14 +187,24 @@ class Trainer:
         return evaluate(runner, data, mean, std, self.recipe.data.eval_batch_size).to_dict()
 
     # -- the whole run -------------------------------------------------------------------------
-    def run(self, restart: bool = False) -> dict[str, Any]:
+    def run(self, restart: bool = False, *, model: torch.nn.Module | None = None,
+            fingerprint: str | None = None,
+            after_step: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Train (resuming a killed run of the same fingerprint) and return the result.
+
+        ``model``: train this module instead of building the recipe's (it is trained in place
+        and ends with the best epoch's weights); ``fingerprint`` then names what it was made
+        from. ``after_step`` runs after every optimizer step (re-applying sparsity masks).
+        """
         cfg, recipe = self.cfg, self.recipe
         torch.manual_seed(cfg.seed)
         probe = create_model(recipe.model.arch, device="meta", **recipe.model.options,
                              cifar_stem=recipe.model.cifar_stem)
         resolution = recipe.model.resolution or probe.card.resolution
         data = load_data(recipe, resolution)
-        model = build_model(recipe, len(data.train.classes)).to(self.device)
+        if model is None:
+            model = build_model(recipe, len(data.train.classes))
+        model = model.to(self.device)
         mean = recipe.data.mean or model.card.mean
         std = recipe.data.std or model.card.std
         if cfg.channels_last:
@@ -205,7 +223,7 @@ class Trainer:
         schedule = Schedule(optimizer, cfg, len(loader))
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.autocast_dtype == torch.float16)
-        fingerprint = recipe_fingerprint(recipe)
+        fingerprint = fingerprint or recipe_fingerprint(recipe)
         history, best, start_epoch = [], {"val_top1": -1.0, "epoch": 0}, 1
         last = ckpt.read_last(self.folder)
         if last and not restart:
@@ -240,7 +258,7 @@ class Trainer:
                 with Progress(*columns, console=self.console, transient=True,
                               disable=not self.console.is_terminal) as progress:
                     stats = self._train_epoch(model, loader, optimizer, schedule, frozen, progress,
-                                              f"{epoch}/{cfg.epochs}")
+                                              f"{epoch}/{cfg.epochs}", after_step)
                 val = self._evaluate(model, data.val, mean, std)
                 val_top1 = val["top1"] if val else stats["train_top1"]
                 row = {"epoch": epoch, "lr": current_lr(optimizer), **stats,

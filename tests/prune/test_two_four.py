@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from edgecnn.models import create_model
-from edgecnn.prune.semistructured import apply_two_four, is_two_four, reapply_masks, two_four_mask
+from edgecnn.prune.masks import reapply_masks
+from edgecnn.prune.semistructured import apply_two_four, is_two_four, two_four_mask
 
 
 def test_mask_keeps_the_two_largest_of_each_group_of_four():

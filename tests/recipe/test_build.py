@@ -47,7 +47,12 @@ def test_build_produces_every_artifact_and_the_report(recipe, tmp_path):
     export = json.loads((out / "export" / "manifest.json").read_text())["summary"]
     assert export["max_abs_diff"] < 1e-3 and export["simplifier"].startswith("onnxslim")
     quantize = json.loads((out / "quantize" / "manifest.json").read_text())["summary"]
-    assert quantize["reduce_range"] is True and "7-bit weights" in quantize["quantizer"]
+    ort = quantize["variants"]["dense"]["onnxruntime"]
+    # 7-bit weights exactly where the CPU lacks VNNI, and the summary says which and why
+    assert ("7-bit weights" in ort["quantizer"]) == ort["reduce_range"]
+    assert "vnni" in ort["reduce_range_reason"].lower()
+    # the calibration table is saved under the recipe's name
+    assert (out / "quantize" / "tiny.calibration.json").is_file()
     from edgecnn.export.onnx_export import read_metadata
 
     meta = read_metadata(out / "export" / "model.fp32.onnx")

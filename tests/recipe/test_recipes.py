@@ -47,6 +47,8 @@ GOOD = "name: r\nmodel: {arch: resnet20}\ntrain: {epochs: 2}\n"
     ("name: r\nmodel: [unclosed\n", [], "YAML syntax error at line 3"),
     ("- a\n- b\n", [], "expected a mapping of sections"),
     ("name: r\n", [], "model: required but missing"),
+    (GOOD, ["quantize.method=qat", "quantize.calibration.table=t.json"],
+     "a saved calibration table cannot apply to it"),
 ])
 def test_bad_recipes_name_the_field(tmp_path, text, overrides, message):
     with pytest.raises(EdgeCNNError) as info:

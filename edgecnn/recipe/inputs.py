@@ -1,0 +1,128 @@
+"""What the build's stages read from the recipe and from earlier stages: the model of a variant
+with its weights, the data splits, the input normalisation, the calibration and check images,
+and paths relative to the run."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgecnn.recipe.variants import DENSE, PRUNED
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from edgecnn.data.splits import ImageSet
+    from edgecnn.recipe.pipeline import BuildContext
+
+
+def rel(ctx: BuildContext, path: Path) -> str:
+    return str(path.relative_to(ctx.run_dir))
+
+
+def resolution(ctx: BuildContext) -> int:
+    return ctx.done["model"]["resolution"]
+
+
+def load_model(ctx: BuildContext, variant: str = DENSE) -> nn.Module:
+    """The recipe's model with the weights the build produced (or started from), in eval mode:
+    the dense model as trained, or the pruned one as the prune stage left it."""
+    from safetensors.torch import load_file
+
+    from edgecnn.train.trainer import build_model
+
+    model = build_model(ctx.recipe, ctx.done["model"]["num_classes"])
+    if variant == PRUNED:
+        from edgecnn.prune.persistence import load_pruned
+
+        return load_pruned(model, ctx.artifact("prune", "weights")).eval()
+    if "train" in ctx.done:
+        model.load_state_dict(load_file(str(ctx.artifact("train", "weights"))), strict=True)
+    return model.eval()
+
+
+def split(ctx: BuildContext, name: str) -> ImageSet:
+    from edgecnn.data import load_split
+
+    d = ctx.recipe.data
+    return load_split(d.dataset, name, size=resolution(ctx), val_size=d.val_size,
+                      seed=d.split_seed)
+
+
+def norm(ctx: BuildContext) -> tuple[tuple, tuple]:
+    card = ctx.done["model"]
+    return tuple(ctx.recipe.data.mean or card["mean"]), tuple(ctx.recipe.data.std or card["std"])
+
+
+@dataclass
+class CalibrationImages:
+    """The normalised NCHW float32 images every quantizer of the build calibrates on."""
+
+    images: np.ndarray
+    indices: np.ndarray  # into the split they come from
+    description: str  # of that split
+    manifest: dict[str, Any]  # what calibration tables record (edgecnn.quantize)
+
+
+def calibration_images(ctx: BuildContext) -> CalibrationImages:
+    """``quantize.calibration.samples`` train images drawn deterministically
+    (:func:`edgecnn.data.calibration_indices`), or the named calibration set of ``calibration/``
+    (``quantize.calibration.set``), so every target calibrates on the same images."""
+    from edgecnn.data import calibration_indices
+    from edgecnn.data.eval_batches import eval_batches
+    from edgecnn.quantize.calibration_table import calibration_manifest
+
+    cfg = ctx.recipe.quantize.calibration
+    mean, std = norm(ctx)
+    if cfg.set:
+        from edgecnn.quantize.calibration_set import calibration_data, load_calibration_set
+
+        data = calibration_data(load_calibration_set(cfg.set), mean=mean, std=std,
+                                resolution=resolution(ctx))
+        return CalibrationImages(data.array, data.indices, data.manifest["split"],
+                                 data.manifest)
+    train = split(ctx, "train")
+    picks = calibration_indices(len(train), cfg.samples, cfg.seed)
+    images = np.concatenate([x for x, _ in eval_batches(train.subset(picks, "calibration"),
+                                                        256, mean, std)])
+    manifest = calibration_manifest(
+        images, dataset=ctx.recipe.data.dataset, split=train.description, samples=len(picks),
+        seed=cfg.seed, indices_sha256=hashlib.sha256(picks.astype(np.int64).tobytes()
+                                                     ).hexdigest(),
+        mean=list(mean), std=list(std), resolution=resolution(ctx))
+    return CalibrationImages(images, picks, train.description, manifest)
+
+
+def check_images(ctx: BuildContext) -> np.ndarray:
+    """The first ``export.onnx.check_samples`` images of the evaluation split, normalised: what
+    every export is compared with its torch model on."""
+    from edgecnn.data.eval_batches import eval_batches
+
+    test = split(ctx, ctx.recipe.data.eval_split)
+    sample = test.subset(np.arange(min(ctx.recipe.export.onnx.check_samples, len(test))),
+                         "check samples")
+    mean, std = norm(ctx)
+    return next(iter(eval_batches(sample, len(sample), mean, std)))[0]
+
+
+SELECTION_IMAGES = 2000  # train images that choose among quantized models when there is no val
+
+
+def selection_images(ctx: BuildContext, calibration: CalibrationImages) -> ImageSet:
+    """Images that choose between quantized models (the accuracy-aware fallback): the val split,
+    or, without one, train images outside the calibration images -- never the evaluation split,
+    which must stay an honest measurement of the choice."""
+    if ctx.recipe.data.val_size:
+        return split(ctx, "val")
+    cfg = ctx.recipe.quantize.calibration
+    train = split(ctx, "train")
+    # a calibration set drawn from another split cannot overlap this one
+    used = calibration.indices if calibration.description == train.description else []
+    rest = np.setdiff1d(np.arange(len(train)), used)
+    picks = np.sort(np.random.default_rng(cfg.seed + 1).choice(
+        rest, size=min(SELECTION_IMAGES, len(rest)), replace=False))
+    return train.subset(picks, f"{len(picks)} train images outside the calibration set")

@@ -1,0 +1,121 @@
+"""The ``prune:`` stage inside `edgecnn build`: pruned and dense models side by side in one run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgecnn.errors import EdgeCNNError
+from edgecnn.models import create_model
+from edgecnn.prune.persistence import load_pruned
+from edgecnn.recipe import load_recipe
+from tests.helpers import TINY_RECIPE
+from tests.recipe.test_build import build
+
+FINETUNE = "finetune: {epochs: 1, batch_size: 40, lr: 0.01, schedule: cosine, precision: fp32}"
+
+
+def _recipe(tmp_path: Path, folder: Path, prune: str, extra: str = "") -> Path:
+    path = tmp_path / "r.yaml"
+    path.write_text(TINY_RECIPE.format(dataset=folder) + f"prune: {{{prune}}}\n" + extra)
+    return path
+
+
+def test_channel_pruning_in_steps_reports_pruned_beside_dense(tmp_path, tiny_cifar_folder):
+    recipe = _recipe(tmp_path, tiny_cifar_folder,
+                     f"macs_fraction: 0.6, round_to: 4, steps: 2, {FINETUNE}")
+    out = tmp_path / "run"
+    result = build(str(recipe), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "prune" / "manifest.json").read_text())["summary"]
+    assert summary["macs"] <= 0.6 * summary["macs_before"]
+    assert summary["params"] < summary["params_before"]
+    assert [s["step"] for s in summary["steps"]] == [1, 2]
+    # the first step stops part of the way (geometric targets: 0.6 ** 0.5 of the dense MACs)
+    assert summary["steps"][0]["macs"] > summary["steps"][1]["macs"]
+    assert summary["finetune_epochs"] == 2 and summary["finetune_seconds"] > 0
+    for step in (1, 2):
+        assert (out / "prune" / f"step-{step}" / "best.safetensors").is_file()
+
+    report = json.loads((out / "report.json").read_text())
+    rows = {(r["backend"], r["precision"], r["variant"]): r for r in report["rows"]}
+    assert set(rows) == {(b, p, v) for v in ("dense", "pruned")
+                         for b, p in (("onnxruntime", "fp32"), ("onnxruntime", "int8"),
+                                      ("torch", "fp32"))}
+    dense, pruned = rows[("onnxruntime", "fp32", "dense")], rows[("onnxruntime", "fp32", "pruned")]
+    assert pruned["macs"] == summary["macs"] and dense["macs"] == summary["macs_before"]
+    assert pruned["file_bytes"] < dense["file_bytes"]
+    assert rows[("onnxruntime", "int8", "pruned")]["agreement_with_fp32"] is not None
+    assert any(n.startswith("pruned (channels): params") and "fine-tuned 2 epoch(s)" in n
+               for n in report["notes"])
+    assert "| tiny | pruned | int8 | onnxruntime |" in result.stdout
+
+    # The pruned checkpoint rebuilds the pruned model without pickle, and the exported ONNX
+    # computes what it computes.
+    model = load_pruned(create_model("resnet20", num_classes=10),
+                        out / "prune" / "pruned.safetensors").eval()
+    from edgecnn.backends.onnxruntime_backend import OnnxRuntimeRunner
+
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = OnnxRuntimeRunner(out / "export" / "model.pruned.fp32.onnx").run(x.numpy())
+    assert abs(got - expected).max() < 1e-3
+
+    # Everything is cached on a second build; changing the prune section redoes prune onward.
+    again = build(str(recipe), "--out", str(out))
+    assert "prune      cached" in again.stdout and "train      cached" in again.stdout
+    dry = build(str(recipe), "--out", str(out), "--dry-run", "--set", "prune.round_to=2")
+    assert "prune      run" in dry.stdout and "train      cached" in dry.stdout
+
+
+def test_two_four_pruning_survives_fine_tuning_and_drops_the_dense_model(tmp_path,
+                                                                          tiny_cifar_folder):
+    from edgecnn.prune.semistructured import eligible, is_two_four
+
+    recipe = _recipe(tmp_path, tiny_cifar_folder, f"method: two_four, keep_dense: false, "
+                                                  f"{FINETUNE}",
+                     "export: {targets: [onnxruntime, tensorrt], "
+                     "tensorrt: {precisions: [fp16]}}\n")
+    out = tmp_path / "run"
+    result = build(str(recipe), "--out", str(out), "--set", "quantize.method=none",
+                   "--set", "benchmark.backends=[onnxruntime]")
+    assert result.returncode == 0, result.stderr
+    model = load_pruned(create_model("resnet20", num_classes=10),
+                        out / "prune" / "pruned.safetensors")
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)
+              and eligible(m) is None]
+    assert layers and all(is_two_four(m.weight) for m in layers)
+    report = json.loads((out / "report.json").read_text())
+    assert {(r["backend"], r["precision"], r["variant"]) for r in report["rows"]} == {
+        ("onnxruntime", "fp32", "pruned")}
+    assert not (out / "export" / "model.fp32.onnx").exists()
+    # TensorRT is absent here: the target stops with its reason and the build goes on
+    assert any(n.startswith("target tensorrt stopped") for n in report["notes"])
+
+
+@pytest.mark.parametrize(("prune", "message"), [
+    ("method: channels", "method channels needs exactly one of macs_fraction and ratio"),
+    ("macs_fraction: 0.5, ratio: 0.3", "method channels needs exactly one of"),
+    ("method: unstructured", "method unstructured needs amount"),
+    ("method: unstructured, amount: 0.5, ratio: 0.2", "ratio does not apply to method "
+                                                      "unstructured"),
+    ("method: two_four, steps: 3", "method two_four prunes in one step"),
+    ("macs_fraction: 1.5", "prune.macs_fraction: Input should be less than 1"),
+    ("macs_fraction: 0.5, importance: fisher", "prune.importance: Input should be"),
+    ("macs_fraction: 0.5, round_to: 0", "round_to must be 'auto', null or >= 1"),
+    ("macs_fraction: 0.5, keep_dense: false, max_accuracy_drop: 1",
+     "max_accuracy_drop compares against the dense model"),
+])
+def test_bad_prune_sections_name_the_field(tmp_path, tiny_cifar_folder, prune, message):
+    with pytest.raises(EdgeCNNError, match=message):
+        load_recipe(_recipe(tmp_path, tiny_cifar_folder, prune))
+
+
+def test_qat_is_refused_where_it_would_refill_pruned_zeros(tmp_path, tiny_cifar_folder):
+    path = _recipe(tmp_path, tiny_cifar_folder, "method: two_four")
+    with pytest.raises(EdgeCNNError, match=r"qat would refill the zeros of prune\.method two_four"):
+        load_recipe(path, ["quantize.method=qat"])
