@@ -109,6 +109,10 @@ def pruning_note(prune: dict[str, Any]) -> str:
         text += "; not fine-tuned"
     if prune["method"] == "unstructured":
         text += f"; {prune['steps'][-1]['note']}"
+    if prune["method"] == "two_four":  # params and MACs count the zeros: say what is sparse
+        step = prune["steps"][-1]
+        text += (f"; {step['pruned_layers']} layers 2:4-sparse, {len(step['dense_layers'])} "
+                 "left dense (depthwise, or inputs not a multiple of 4)")
     return text
 
 

@@ -88,8 +88,9 @@ def test_ai_edge_litert_is_preferred_over_tflite_runtime():
 
 
 def test_falls_back_to_tflite_runtime(resnet20_tflite):
-    pytest.importorskip("tflite_runtime", reason="tflite-runtime is not installed here (its last "
-                                                 "release is 2023; ai-edge-litert replaces it)")
+    pytest.importorskip("tflite_runtime", reason="tflite-runtime is not installed in this venv: "
+                                                 "its last release (2.14, 2023) needs numpy < 2; "
+                                                 "README, LiteRT, says how it was checked")
     code = ("import sys; sys.modules['ai_edge_litert'] = None; import numpy as np; "
             "from edgecnn.backends.tflite_backend import TFLiteRunner; "
             f"r = TFLiteRunner({str(resnet20_tflite)!r}, threads=1); "

@@ -95,6 +95,7 @@ def test_two_four_pruning_survives_fine_tuning_and_drops_the_dense_model(tmp_pat
     assert not (out / "export" / "model.fp32.onnx").exists()
     # TensorRT is absent here: the target stops with its reason and the build goes on
     assert any(n.startswith("target tensorrt stopped") for n in report["notes"])
+    assert any(f"{len(layers)} layers 2:4-sparse" in n for n in report["notes"])
 
 
 @pytest.mark.parametrize(("prune", "message"), [
