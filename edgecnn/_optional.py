@@ -44,3 +44,13 @@ def require(module: str, purpose: str) -> ModuleType:
             f"{purpose} needs the Python package '{module}', which is not installed "
             f"({exc}); {hint}"
         ) from None
+
+
+def installed_version(dist: str, default: str = "unknown") -> str:
+    """The installed version of a distribution (pip name), or ``default`` if it has none."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return default

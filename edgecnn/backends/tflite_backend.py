@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn._optional import installed_version
 from edgecnn.backends.base import InputSpec
 from edgecnn.errors import EdgeCNNError
 
@@ -48,13 +49,13 @@ def load_interpreter_class() -> tuple[type, str]:
     try:
         from ai_edge_litert import interpreter as litert
 
-        return litert.Interpreter, f"ai-edge-litert {_version('ai-edge-litert')}"
+        return litert.Interpreter, f"ai-edge-litert {installed_version('ai-edge-litert')}"
     except ImportError:
         pass
     try:
         from tflite_runtime import interpreter as tflite_runtime  # type: ignore[import-not-found]
 
-        return tflite_runtime.Interpreter, f"tflite-runtime {_version('tflite-runtime')}"
+        return tflite_runtime.Interpreter, f"tflite-runtime {installed_version('tflite-runtime')}"
     except ImportError:
         raise EdgeCNNError(
             "the tflite backend needs the Python package 'ai_edge_litert' (or the older "
@@ -62,13 +63,6 @@ def load_interpreter_class() -> tuple[type, str]:
             "pip install 'edgecnn[tflite]'") from None
 
 
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "unknown"
 
 
 class TFLiteRunner:

@@ -10,7 +10,6 @@ which data produced it. Needs no torch.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import EdgeCNNError
-from edgecnn.quantize.calibration_table import calibration_manifest
+from edgecnn.quantize.calibration_table import calibration_manifest, indices_sha256
 
 FOLDER = Path(__file__).resolve().parents[2] / "calibration"
 FIELDS = ("name", "dataset", "split", "samples", "seed", "val_size")
@@ -97,7 +96,7 @@ def calibration_data(definition: CalibrationSetDefinition, *, mean: Sequence[flo
     array = normalize_nchw(split.images[indices], mean, std)
     manifest = calibration_manifest(
         array, definition=asdict(definition), split=split.description,
-        indices_sha256=hashlib.sha256(indices.astype(np.int64).tobytes()).hexdigest(),
+        indices_sha256=indices_sha256(indices),
         resolution=resolution, mean=[float(m) for m in mean], std=[float(s) for s in std],
         normalisation="(x / 255 - mean) / std after the evaluation resize")
     return CalibrationData(array, manifest, indices)

@@ -41,6 +41,11 @@ def _canonical_sha256(obj: Any) -> str:
                           ).hexdigest()
 
 
+def indices_sha256(indices: np.ndarray) -> str:
+    """Which images of a split were drawn, as a hash a manifest records (int64, in order)."""
+    return hashlib.sha256(np.asarray(indices).astype(np.int64).tobytes()).hexdigest()
+
+
 def calibration_manifest(calibration: np.ndarray, **describe: Any) -> dict[str, Any]:
     """What the calibration data was: the caller's description (dataset, split, indices hash,
     normalisation, ...) plus the shape and sha256 of the exact float32 array, and a ``sha256``

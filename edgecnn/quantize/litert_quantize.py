@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn._optional import require
+from edgecnn._optional import installed_version, require
 from edgecnn.errors import EdgeCNNError
 
 QUANTIZED_PRECISIONS = ("fp16", "dynamic_int8", "int8")
@@ -63,7 +63,7 @@ def quantize_litert(
     ``calibration`` holds float32 samples laid out as the model's input (after normalisation),
     one per row; only ``int8`` uses it, and requires it.
     """
-    aeq = require("ai_edge_quantizer", "LiteRT quantization")
+    require("ai_edge_quantizer", "LiteRT quantization")  # the error names the extra
     from ai_edge_quantizer import algorithm_manager, qtyping, quantizer, recipe
 
     if precision not in QUANTIZED_PRECISIONS:
@@ -113,9 +113,9 @@ def quantize_litert(
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
             raise EdgeCNNError(f"ai-edge-quantizer cannot quantize this model to {precision}: "
                                f"{reason}") from None
-    return LiteRTQuantized(bytes(result.quantized_model),
-                           f"ai-edge-quantizer {_version(aeq)}", q.get_quantization_recipe(),
-                           samples)
+    made_by = f"ai-edge-quantizer {installed_version('ai-edge-quantizer')}"
+    return LiteRTQuantized(bytes(result.quantized_model), made_by,
+                           q.get_quantization_recipe(), samples)
 
 
 def _check_calibration(calibration: np.ndarray | None) -> int:
@@ -151,10 +151,3 @@ def _calibration_set(float_model: bytes, calibration: np.ndarray) -> dict[str, l
     return {key: [{name: calibration[i:i + 1]} for i in range(len(calibration))]}
 
 
-def _version(module: Any) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("ai-edge-quantizer")
-    except PackageNotFoundError:
-        return getattr(module, "__version__", "unknown")

@@ -4,7 +4,6 @@ and paths relative to the run."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,7 +73,7 @@ def calibration_images(ctx: BuildContext) -> CalibrationImages:
     (``quantize.calibration.set``), so every target calibrates on the same images."""
     from edgecnn.data import calibration_indices
     from edgecnn.data.eval_batches import eval_batches
-    from edgecnn.quantize.calibration_table import calibration_manifest
+    from edgecnn.quantize.calibration_table import calibration_manifest, indices_sha256
 
     cfg = ctx.recipe.quantize.calibration
     mean, std = norm(ctx)
@@ -91,8 +90,7 @@ def calibration_images(ctx: BuildContext) -> CalibrationImages:
                                                         256, mean, std)])
     manifest = calibration_manifest(
         images, dataset=ctx.recipe.data.dataset, split=train.description, samples=len(picks),
-        seed=cfg.seed, indices_sha256=hashlib.sha256(picks.astype(np.int64).tobytes()
-                                                     ).hexdigest(),
+        seed=cfg.seed, indices_sha256=indices_sha256(picks),
         mean=list(mean), std=list(std), resolution=resolution(ctx))
     return CalibrationImages(images, picks, train.description, manifest)
 

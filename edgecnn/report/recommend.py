@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.report.tables import variant_label
 
 MIN_GAIN = 0.05  # a lower precision must be at least 5% faster than FP32 to be worth its cost
 
@@ -53,7 +54,7 @@ def recommend(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[st
     and a note for every place where INT8 is not faster than FP32."""
     groups: dict[tuple[str, str], dict[str, dict]] = {}
     for row in rows:
-        group = groups.setdefault((row["backend"], row.get("variant") or "dense"), {})
+        group = groups.setdefault((row["backend"], variant_label(row)), {})
         group[row["precision"]] = row
     picks, notes = [], []
     for (backend, variant), by_precision in groups.items():
