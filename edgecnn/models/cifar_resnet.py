@@ -2,8 +2,11 @@
 
 A 3x3 stem of 16 channels, then 3 stages of n basic blocks with 16/32/64 channels (6n+2 layers);
 the shortcut that changes shape is "option A": subsample by 2 and zero-pad the new channels, so it
-has no parameters. Names follow the widely used "Proper ResNet Implementation for CIFAR10"
-checkpoints (``conv1``/``bn1``/``layer1..3``/``linear``) so those load strictly.
+has no parameters. For structured pruning (``make_prunable``) each of those shortcuts becomes the
+equivalent frozen 1x1 selection convolution, which torch-pruning's dependency graph can follow, so
+each stage's residual stream can lose channels independently. Names follow the widely used
+"Proper ResNet Implementation for CIFAR10" checkpoints (``conv1``/``bn1``/``layer1..3``/
+``linear``) so those load strictly.
 """
 
 from __future__ import annotations
@@ -31,6 +34,27 @@ class ZeroPadShortcut(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, :, :: self.stride, :: self.stride]
         return F.pad(x, (0, 0, 0, 0, *self.pad))
+
+
+class ChannelSelection(nn.Conv2d):
+    """Option A as a strided 1x1 convolution whose 0/1 weights copy input channel ``i`` to output
+    channel ``i + pad``: the same output as :class:`ZeroPadShortcut`, in a form DepGraph prunes
+    like any convolution (input and output channels independently; a pruned one keeps the
+    channels that survive, each still a copy or a zero). The weights are constants of the
+    architecture, never trained: the forward pass detaches them, so they get no gradient and no
+    weight decay. It costs in x out mult-adds per output pixel, which the profiler counts."""
+
+    constant_weights = True  # pruning: not a measure of channel importance (prune.structured)
+
+    def __init__(self, shortcut: ZeroPadShortcut, in_planes: int) -> None:
+        planes = in_planes + sum(shortcut.pad)
+        super().__init__(in_planes, planes, 1, shortcut.stride, bias=False)
+        weight = torch.zeros(planes, in_planes, 1, 1)
+        weight[torch.arange(in_planes) + shortcut.pad[0], torch.arange(in_planes)] = 1.0
+        self.weight = nn.Parameter(weight, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.weight.detach(), None)
 
 
 class CifarBasicBlock(nn.Module):
@@ -71,12 +95,20 @@ class CifarResNet(nn.Module):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight)
 
-    def fixed_width_layers(self) -> list[nn.Module]:
-        """Layers whose output channels structured pruning must keep: they write the residual
-        stream, which the parameter-free option-A shortcuts (zero padding) pin to 16/32/64
-        channels. The blocks' inner channels remain prunable."""
-        blocks = [b for layer in (self.layer1, self.layer2, self.layer3) for b in layer]
-        return [self.conv1, *(b.conv2 for b in blocks)]
+    def make_prunable(self) -> None:
+        """Replace every zero-padding shortcut by its :class:`ChannelSelection` (same outputs).
+        DepGraph cannot see through ``F.pad`` on the channel axis: it would tie a stage's
+        residual stream to the previous stage's and prune the padded channels wrongly. As a
+        convolution the shortcut separates the stages, so the stream of stage 2 and 3 can be
+        pruned like the blocks' inner channels. Idempotent; the unpruned model keeps the
+        parameter-free shortcut (and the paper's parameter and mult-add counts). Run again
+        after pruning, it re-freezes the selections torch-pruning rebuilt as trainable."""
+        for layer in (self.layer1, self.layer2, self.layer3):
+            for block in layer:
+                if isinstance(block.shortcut, ZeroPadShortcut):
+                    block.shortcut = ChannelSelection(block.shortcut, block.conv1.in_channels)
+                if isinstance(block.shortcut, ChannelSelection):
+                    block.shortcut.weight.requires_grad_(False)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         layers = []

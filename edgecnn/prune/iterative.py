@@ -8,6 +8,7 @@ same fraction of what is left.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +56,7 @@ def step_targets(method: str, steps: int, *, macs_fraction: float | None = None,
 
 def apply_step(model: nn.Module, target: PruneTarget, resolution: int, *, dense_macs: int,
                importance: str = "l1", global_pruning: bool = False,
-               round_to: int | None = None,
+               round_to: int | None = None, keep_layers: Sequence[str] = (),
                taylor_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
                keep_masks: bool = False) -> dict[str, Any]:
     """Prune ``model`` in place to ``target``; returns what the step did."""
@@ -70,11 +71,12 @@ def apply_step(model: nn.Module, target: PruneTarget, resolution: int, *, dense_
                 return {"method": "channels", "skipped": "already below this step's target"}
             result = prune_channels(model, resolution, macs_fraction=relative,
                                     importance=importance, global_pruning=global_pruning,
-                                    round_to=round_to, taylor_batch=taylor_batch)
+                                    round_to=round_to, keep_layers=keep_layers,
+                                    taylor_batch=taylor_batch)
         else:
             result = prune_channels(model, resolution, ratio=target.ratio, importance=importance,
                                     global_pruning=global_pruning, round_to=round_to,
-                                    taylor_batch=taylor_batch)
+                                    keep_layers=keep_layers, taylor_batch=taylor_batch)
         return {"method": "channels", **result.to_dict()}
     if target.method == "unstructured":
         from edgecnn.prune.unstructured import SPEEDUP_NOTE, prune_magnitude

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.prune.structured import PRUNABLE_FORM, make_prunable
 
 STRUCTURE_KEY = "edgecnn_pruned_structure"
 # The attributes torch-pruning rewrites on the layers it prunes.
@@ -44,8 +45,9 @@ def save_pruned(model: nn.Module, path: Path, meta: dict[str, str] | None = None
     """Weights plus layer widths in one safetensors file, written atomically."""
     from edgecnn.train.checkpoint import save_tensors
 
+    form = {PRUNABLE_FORM: "true"} if getattr(model, PRUNABLE_FORM, False) else {}
     save_tensors(path, model.state_dict(),
-                 {**(meta or {}), STRUCTURE_KEY: json.dumps(layer_widths(model))})
+                 {**(meta or {}), **form, STRUCTURE_KEY: json.dumps(layer_widths(model))})
 
 
 def load_pruned(model: nn.Module, path: Path) -> nn.Module:
@@ -66,6 +68,8 @@ def load_pruned(model: nn.Module, path: Path) -> nn.Module:
         raise EdgeCNNError(f"{path} has no {STRUCTURE_KEY} metadata: not a pruned checkpoint "
                            "written by edgecnn")
     widths = json.loads(meta[STRUCTURE_KEY])
+    if meta.get(PRUNABLE_FORM) == "true":
+        make_prunable(model)  # channel pruning ran on that form (e.g. selection shortcuts)
     modules = dict(model.named_modules())
     unknown = sorted(set(widths) - set(modules))
     if unknown:

@@ -4,9 +4,11 @@ torch-pruning's dependency graph (DepGraph) decides which tensors must lose the 
 across residual additions, depthwise convolutions, squeeze-excitation blocks and DenseNet
 concatenations -- so the pruned model stays consistent. edgecnn chooses what to ask for: a
 channel ratio (per layer, or global) or a target fraction of the model's mult-adds, the
-importance criterion, and what must not be pruned: the classifier's outputs (the class count),
-layers a model declares fixed-width (its ``fixed_width_layers()``), and, implicitly, the stem's
-inputs (the image channels are not prunable).
+importance criterion, and what must not be pruned: the classifier's outputs (the class count)
+and, implicitly, the stem's inputs (the image channels are not prunable). A model with an
+operation DepGraph cannot follow offers an equivalent form it can (its ``make_prunable()``, e.g.
+ResNet-20's zero-padding shortcuts as selection convolutions), applied before pruning and before
+loading a pruned checkpoint.
 
 MACs are counted with edgecnn's own profiler, the same count the reports show.
 """
@@ -14,6 +16,8 @@ MACs are counted with edgecnn's own profiler, the same count the reports show.
 from __future__ import annotations
 
 import copy
+import fnmatch
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -66,11 +70,44 @@ def count(model: nn.Module, resolution: int) -> tuple[int, int]:
     return profile.params, profile.macs
 
 
-def unprunable_layers(model: nn.Module) -> list[nn.Module]:
-    """The classifier, plus any layer the model declares fixed-width (``fixed_width_layers``:
-    e.g. ResNet-20's residual stream, tied by zero-padding shortcuts DepGraph cannot follow)."""
-    fixed = getattr(model, "fixed_width_layers", None)
-    return classifier_layers(model) + (list(fixed()) if callable(fixed) else [])
+# Set on a model put in its prunable form, so a saved checkpoint says which form it holds.
+PRUNABLE_FORM = "edgecnn_prunable_form"
+
+
+def make_prunable(model: nn.Module) -> None:
+    """Put ``model`` in the form DepGraph can follow, if it declares one (``make_prunable``)."""
+    convert = getattr(model, "make_prunable", None)
+    if callable(convert):
+        convert()
+        setattr(model, PRUNABLE_FORM, True)
+
+
+def constant_layer_pruners(model: nn.Module) -> dict[type, object]:
+    """torch-pruning pruners for layers whose weights are constants of the architecture
+    (``constant_weights = True``: ResNet-20's selection shortcuts). They lose channels like
+    any convolution, but through a pruner of their own, so the importance criteria skip them:
+    0/1 weights say nothing about a channel's worth, and they have no gradient for Taylor."""
+    tp = require("torch_pruning", "structured pruning")
+    pruner = tp.pruner.function.ConvPruner()
+    # by type: torch-pruning 1.6 matches its customized pruners with isinstance
+    return {type(m): pruner for m in model.modules() if getattr(m, "constant_weights", False)}
+
+
+def kept_layers(model: nn.Module, patterns: Sequence[str]) -> list[nn.Module]:
+    """The layers named by ``prune.keep_layers`` (shell-style patterns over module names, e.g.
+    ``layer*.conv2``), whose output channels the user wants kept; each pattern must match."""
+    names = [name for name, module in model.named_modules()
+             if name and isinstance(module, (nn.Conv2d, nn.Linear))]
+    modules = dict(model.named_modules())
+    kept = []
+    for pattern in patterns:
+        matched = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
+        if not matched:
+            raise EdgeCNNError(f"prune.keep_layers pattern {pattern!r} matches no convolution or "
+                               f"linear layer of {type(model).__name__}; its layers are named "
+                               f"like {', '.join(names[:4])}")
+        kept += [modules[name] for name in matched]
+    return kept
 
 
 def classifier_layers(model: nn.Module) -> list[nn.Module]:
@@ -97,10 +134,12 @@ def _importance(name: str):
 def prune_channels(model: nn.Module, resolution: int, *, ratio: float | None = None,
                    macs_fraction: float | None = None, importance: str = "l1",
                    global_pruning: bool = False, round_to: int | None = None,
+                   keep_layers: Sequence[str] = (),
                    taylor_batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> PruneResult:
     """Prune ``model`` in place to ``ratio`` of each layer's channels removed, or until its MACs
-    are at most ``macs_fraction`` of what they were. ``taylor`` importance needs a labelled
-    batch (gradients of the loss)."""
+    are at most ``macs_fraction`` of what they were, never removing output channels of the
+    layers ``keep_layers`` names. ``taylor`` importance needs a labelled batch (gradients of the
+    loss)."""
     tp = require("torch_pruning", "structured pruning")
     if (ratio is None) == (macs_fraction is None):
         raise EdgeCNNError("give exactly one of prune.ratio and prune.macs_fraction")
@@ -110,7 +149,9 @@ def prune_channels(model: nn.Module, resolution: int, *, ratio: float | None = N
         raise EdgeCNNError(f"prune.macs_fraction must be in (0, 1), got {macs_fraction}")
     if importance == "taylor" and taylor_batch is None:
         raise EdgeCNNError("taylor importance needs a batch of training images")
-    params_before, macs_before = count(model, resolution)
+    params_before, macs_before = count(model, resolution)  # as built, before make_prunable
+    make_prunable(model)
+    ignored = classifier_layers(model) + kept_layers(model, keep_layers)
     in_chans = getattr(getattr(model, "card", None), "in_chans", 3)
     example = torch.zeros(1, in_chans, resolution, resolution)
     if ratio is not None:
@@ -123,7 +164,8 @@ def prune_channels(model: nn.Module, resolution: int, *, ratio: float | None = N
     pruner = tp.pruner.BasePruner(
         model, example, importance=_importance(importance), global_pruning=global_pruning,
         pruning_ratio=target_ratio, iterative_steps=steps,
-        ignored_layers=unprunable_layers(model), round_to=round_to)
+        ignored_layers=ignored, round_to=round_to,
+        customized_pruners=constant_layer_pruners(model))
     done = 0
     for _ in range(steps):
         if importance == "taylor":
@@ -135,6 +177,7 @@ def prune_channels(model: nn.Module, resolution: int, *, ratio: float | None = N
         if macs_fraction is not None and count(model, resolution)[1] <= macs_fraction * macs_before:
             break
     model.zero_grad(set_to_none=True)
+    make_prunable(model)  # torch-pruning rebuilds pruned parameters trainable: re-freeze constants
     model.train(was_training)
     params_after, macs_after = count(model, resolution)
     if macs_fraction is not None and macs_after > macs_fraction * macs_before:

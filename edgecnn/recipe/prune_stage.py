@@ -64,10 +64,18 @@ def _finetune(ctx: BuildContext, model, step: int, folder: Path) -> dict[str, An
     key = _step_fingerprint(ctx, step)
     last = read_last(step_dir)
     restart = last is not None and last.get("fingerprint") != key
-    ctx.console.print(f"  fine-tuning step {step} for {ctx.recipe.prune.finetune.epochs} epochs")
-    result = Trainer(ctx.recipe, ctx.run_dir, ctx.console, cfg=ctx.recipe.prune.finetune,
-                     folder=step_dir).run(restart=restart, model=model, fingerprint=key,
-                                          after_step=lambda: reapply_masks(model))
+    cfg = ctx.recipe.prune
+    distill = None
+    if cfg.distill is not None:
+        from edgecnn.train.distill import Distillation
+
+        distill = Distillation(load_model(ctx), cfg.distill.weight, cfg.distill.temperature)
+    ctx.console.print(f"  fine-tuning step {step} for {cfg.finetune.epochs} epochs"
+                      + (", the dense model as teacher" if distill else ""))
+    trainer = Trainer(ctx.recipe, ctx.run_dir, ctx.console, cfg=cfg.finetune, folder=step_dir,
+                      distill=distill)
+    result = trainer.run(restart=restart, model=model, fingerprint=key,
+                         after_step=lambda: reapply_masks(model))
     return {"epochs": result["epochs"], "seconds": result["train_seconds"],
             "best_epoch": result["best_epoch"], "test": result.get("test")}
 
@@ -97,7 +105,7 @@ def run_prune(ctx: BuildContext, folder: Path) -> dict[str, Any]:
     for step, target in enumerate(targets, start=1):
         done = apply_step(model, target, res, dense_macs=macs_before, importance=cfg.importance,
                           global_pruning=cfg.global_pruning,
-                          round_to=channel_multiple(cfg.round_to),
+                          round_to=channel_multiple(cfg.round_to), keep_layers=cfg.keep_layers,
                           taylor_batch=taylor, keep_masks=cfg.finetune is not None)
         params, macs = count(model, res)
         ctx.console.print(f"  step {step}/{len(targets)}: {cfg.method}, {params:,} params, "

@@ -86,6 +86,15 @@ class TrainSection(Section):
         return value
 
 
+class DistillSection(Section):
+    """Fine-tuning a pruned model with its dense original as the teacher (Hinton et al. 2015)."""
+
+    weight: float = Field(0.7, ge=0, le=1, description="share of the loss from the teacher's "
+                                                       "softened probabilities (the rest: labels)")
+    temperature: float = Field(4.0, gt=0, description="softmax temperature of both models' "
+                                                      "logits in the distillation term")
+
+
 class PruneSection(Section):
     """Pruning after training (or after loading ``model.pretrained``), then fine-tuning.
 
@@ -112,6 +121,10 @@ class PruneSection(Section):
                             "Runtime's blocked-convolution width on this CPU (16 with AVX-512, "
                             "else 8), since it runs convolutions of other widths unblocked and "
                             "slower (benchmarks/README.md)")
+    keep_layers: list[str] = Field(
+        default_factory=list, description="channels: layers whose output channels are never "
+                                          "pruned, as module-name patterns (e.g. "
+                                          "'layer*.conv2': ResNet-20's residual stream)")
     amount: float | None = Field(None, gt=0, lt=1,
                                  description="unstructured: fraction of the weights zeroed")
     steps: int = Field(1, ge=1, description="iterative prune -> fine-tune rounds, each "
@@ -119,6 +132,8 @@ class PruneSection(Section):
     finetune: TrainSection | None = Field(
         None, description="training after each pruning step (data and augmentation from the "
                           "data section); none: the pruned model as it is")
+    distill: DistillSection | None = Field(
+        None, description="fine-tune with the dense model as teacher; none: labels only")
     keep_dense: bool = Field(True, description="also export, evaluate and benchmark the "
                                                "unpruned model")
     max_accuracy_drop: float | None = Field(
@@ -144,9 +159,14 @@ class PruneSection(Section):
         extra = [k for k in given if k not in allowed]
         if extra:
             raise ValueError(f"{', '.join(extra)} does not apply to method {self.method}")
+        if self.keep_layers and self.method != "channels":
+            raise ValueError(f"keep_layers applies to method channels, not {self.method}")
         if self.method == "two_four" and self.steps != 1:
             raise ValueError("method two_four prunes in one step (2 of every 4 weights); "
                              "set steps: 1")
+        if self.distill is not None and self.finetune is None:
+            raise ValueError("distill teaches the fine-tuning: add a finetune section or drop "
+                             "distill")
         if self.max_accuracy_drop is not None and not self.keep_dense:
             raise ValueError("max_accuracy_drop compares against the dense model, which "
                              "keep_dense: false leaves out; keep it or drop the budget")

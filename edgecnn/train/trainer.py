@@ -32,6 +32,7 @@ from edgecnn.models.surgery import freeze, replace_classifier
 from edgecnn.recipe.schema import Recipe, TrainSection
 from edgecnn.settings import shared_dir
 from edgecnn.train import checkpoint as ckpt
+from edgecnn.train.distill import Distillation
 from edgecnn.train.evaluate import evaluate
 from edgecnn.train.onednn_workarounds import explicit_padding_on_tiny_depthwise
 from edgecnn.train.schedules import Schedule, current_lr, make_optimizer
@@ -130,7 +131,8 @@ class Trainer:
     ``cfg`` and ``folder``, another training of the same data (a pruned model's fine-tuning)."""
 
     def __init__(self, recipe: Recipe, run_dir: Path, console: Console | None = None, *,
-                 cfg: TrainSection | None = None, folder: Path | None = None) -> None:
+                 cfg: TrainSection | None = None, folder: Path | None = None,
+                 distill: Distillation | None = None) -> None:
         cfg = cfg or recipe.train
         if cfg is None:
             raise EdgeCNNError(f"recipe {recipe.name}: no train section to run")
@@ -139,6 +141,8 @@ class Trainer:
         self.console = console or Console()
         self.device = pick_device(self.cfg.device)
         self.autocast_dtype = pick_precision(self.cfg.precision, self.device)
+        # a teacher's soft targets join the labels (a pruned model learning from its dense one)
+        self.distill = distill.to(self.device, self.cfg.channels_last) if distill else None
 
     # -- one epoch -----------------------------------------------------------------------------
     def _train_epoch(self, model, loader, optimizer, schedule, frozen, progress,
@@ -153,7 +157,10 @@ class Trainer:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             with self._autocast():
                 logits = model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
+                if self.distill is None:
+                    loss = F.cross_entropy(logits, y, label_smoothing=self.cfg.label_smoothing)
+                else:
+                    loss = self.distill.loss(logits, x, y, self.cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(optimizer)

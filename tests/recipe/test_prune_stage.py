@@ -26,7 +26,8 @@ def _recipe(tmp_path: Path, folder: Path, prune: str, extra: str = "") -> Path:
 
 def test_channel_pruning_in_steps_reports_pruned_beside_dense(tmp_path, tiny_cifar_folder):
     recipe = _recipe(tmp_path, tiny_cifar_folder,
-                     f"macs_fraction: 0.6, round_to: 4, steps: 2, {FINETUNE}")
+                     f"macs_fraction: 0.6, round_to: 4, steps: 2, {FINETUNE}, "
+                     "distill: {weight: 0.5, temperature: 2}")
     out = tmp_path / "run"
     result = build(str(recipe), "--out", str(out))
     assert result.returncode == 0, result.stderr
@@ -37,6 +38,7 @@ def test_channel_pruning_in_steps_reports_pruned_beside_dense(tmp_path, tiny_cif
     # the first step stops part of the way (geometric targets: 0.6 ** 0.5 of the dense MACs)
     assert summary["steps"][0]["macs"] > summary["steps"][1]["macs"]
     assert summary["finetune_epochs"] == 2 and summary["finetune_seconds"] > 0
+    assert result.stdout.count("the dense model as teacher") == 2
     for step in (1, 2):
         assert (out / "prune" / f"step-{step}" / "best.safetensors").is_file()
 
@@ -110,6 +112,11 @@ def test_two_four_pruning_survives_fine_tuning_and_drops_the_dense_model(tmp_pat
     ("macs_fraction: 0.5, round_to: 0", "round_to must be 'auto', null or >= 1"),
     ("macs_fraction: 0.5, keep_dense: false, max_accuracy_drop: 1",
      "max_accuracy_drop compares against the dense model"),
+    ("macs_fraction: 0.5, distill: {weight: 0.5}", "distill teaches the fine-tuning"),
+    ("method: unstructured, amount: 0.5, keep_layers: [conv1]",
+     "keep_layers applies to method channels, not unstructured"),
+    (f"macs_fraction: 0.5, distill: {{weight: 1.5}}, {FINETUNE}",
+     "prune.distill.weight: Input should be less than or equal to 1"),
 ])
 def test_bad_prune_sections_name_the_field(tmp_path, tiny_cifar_folder, prune, message):
     with pytest.raises(EdgeCNNError, match=message):
