@@ -78,10 +78,10 @@ def dense_in_prunable_form(arch: str, options: dict, resolution: int, work: Path
     from edgecnn.models import create_model
     from edgecnn.prune.structured import make_prunable
 
+    torch.manual_seed(0)  # random weights: latency does not depend on them
     model = create_model(arch, num_classes=10, **options).eval()
     if not callable(getattr(model, "make_prunable", None)):
         return None
-    torch.manual_seed(0)
     make_prunable(model)
     path = work / "dense_prunable_form.onnx"
     export_onnx(model, path, resolution)
