@@ -25,8 +25,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check edgecnn tests benchmarks
 	$(BIN)/hadolint Dockerfile.jetson
 
+# -rs: every skipped test with its reason (and their count on the last line), so a green run
+# that skipped what it should have run says so.
 test: $(STAMP) lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -rs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -19,6 +19,36 @@ from edgecnn.errors import EdgeCNNError
 EXIT_USER_ERROR = 2
 
 
+def _bounded_int(low: int, high: int):
+    """An argparse type: an integer in [low, high] (argparse reports a bad one, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """Minimum timed seconds: a finite number from 0 to an hour."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 3600:  # also false for NaN
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 3600")
+    return value
+
+
+POSITIVE = _bounded_int(1, 1_000_000)
+THREADS = _bounded_int(1, 1024)
+RESOLUTION = _bounded_int(8, 4096)
+COUNT = _bounded_int(0, 1_000_000)
+
+
 def _parse_option(text: str) -> tuple[str, Any]:
     """``key=value`` with the value read as a YAML scalar (``0.5`` -> float, ``true`` -> bool)."""
     import yaml
@@ -86,7 +116,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    import shutil
     from pathlib import Path
 
     from rich.console import Console
@@ -96,7 +125,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from edgecnn.recipe.preflight import preflight
     from edgecnn.recipe.stages import STAGES
     from edgecnn.report.tables import markdown_table
-    from edgecnn.rundir import RunLock
+    from edgecnn.rundir import RunDirectory
 
     overrides = list(args.set)
     if args.calibration:  # a path, kept a string: YAML would read some paths as other types
@@ -111,15 +140,10 @@ def cmd_build(args: argparse.Namespace) -> int:
             console.print(f"{stage.name:<10} {state}")
         console.print(f"recipe {args.recipe} is valid; run directory {run_dir} (nothing written)")
         return 0
-    created = not run_dir.exists()
-    try:
-        with RunLock(run_dir):
-            run_stages(STAGES, ctx, force=args.force)
-    except (EdgeCNNError, KeyboardInterrupt):
-        # A build that failed before its first stage finished leaves nothing behind.
-        if created and not any(run_dir.glob("*/manifest.json")):
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    # a build that failed before its first stage finished leaves nothing behind, but an
+    # interrupted first training keeps its checkpoints to resume from
+    with RunDirectory(run_dir, keep="train/last.json"):
+        run_stages(STAGES, ctx, force=args.force)
     print()
     print(markdown_table(ctx.done["report"]["rows"]))
     for note in ctx.done["report"].get("notes", []):
@@ -131,8 +155,12 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from edgecnn.recipe import load_recipe
+    from edgecnn.recipe.preflight import check_model, check_targets
 
     recipe = load_recipe(args.recipe, args.set)
+    # what can be checked without the data: the architecture takes its options, targets agree
+    check_model(recipe)
+    check_targets(recipe)
     print(f"recipe {args.recipe} is valid: {recipe.name} ({recipe.model.arch})")
     return 0
 
@@ -172,8 +200,9 @@ def _int_list(text: str, flag: str) -> list[int]:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         values = []
-    if not values or any(v < 1 for v in values):
-        raise EdgeCNNError(f"{flag} takes positive integers separated by commas, got {text!r}")
+    if not values or len(values) > 32 or any(not 1 <= v <= 65_536 for v in values):
+        raise EdgeCNNError(f"{flag} takes up to 32 batch sizes 1..65536 separated by commas, "
+                           f"got {text[:80]!r}")
     return values
 
 
@@ -182,15 +211,23 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from edgecnn.report.build_report import write_report
     from edgecnn.report.regression import find_regressions
+    from edgecnn.report.rows import read_rows
     from edgecnn.report.tables import markdown_table
 
-    rows = [row for name in args.reports for row in _read_rows(Path(name))]
+    rows = [row for name in args.reports for row in read_rows(Path(name))]
+    baseline = read_rows(Path(args.baseline)) if args.baseline else None
+    if args.out:
+        try:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file of that name, or a file above it
+            raise EdgeCNNError(f"--out {args.out} cannot be a folder for the report: "
+                               f"{exc.strerror}") from None
     print(markdown_table(rows))
     if args.out:
         files = write_report(rows, Path(args.out), title="edgecnn report")
         print(f"written: {', '.join(str(p) for p in files.values())}")
     if args.baseline:
-        found = find_regressions(rows, _read_rows(Path(args.baseline)),
+        found = find_regressions(rows, baseline,
                                  max_accuracy_drop=args.max_accuracy_drop,
                                  max_latency_rise=args.max_latency_rise / 100)
         for line in found:
@@ -203,19 +240,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # `edgecnn report --baseline` found a regression (2 stays the code of bad input).
 EXIT_REGRESSION = 1
-
-
-def _read_rows(path) -> list[dict]:
-    """The rows of a report.json (edgecnn build) or results.json (edgecnn device-run)."""
-    try:
-        rows = json.loads(path.read_text())["rows"]
-        missing = [k for row in rows for k in ("run", "precision", "backend") if k not in row]
-        if missing:
-            raise KeyError(missing[0])
-        return rows
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise EdgeCNNError(f"{path} cannot be read as an edgecnn report.json or results.json "
-                           f"({type(exc).__name__}: {exc})") from None
 
 
 def cmd_container(args: argparse.Namespace) -> int:
@@ -252,27 +276,20 @@ def cmd_device_run(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import shutil
     from pathlib import Path
 
     from edgecnn.recipe import load_recipe
-    from edgecnn.rundir import RunLock
+    from edgecnn.rundir import RunDirectory
 
     recipe = load_recipe(args.recipe, args.set)
     if recipe.train is None:
         raise EdgeCNNError(f"recipe {args.recipe} has no train section")
     run_dir = Path(args.out or recipe.run_dir())
-    created = not run_dir.exists()
-    try:
-        with RunLock(run_dir):
-            from edgecnn.train.trainer import Trainer
+    # a run that failed before its first checkpoint leaves nothing behind
+    with RunDirectory(run_dir, keep="train/last.json"):
+        from edgecnn.train.trainer import Trainer
 
-            Trainer(recipe, run_dir).run(restart=args.force)
-    except (EdgeCNNError, KeyboardInterrupt):
-        # A run that failed before its first checkpoint leaves nothing behind.
-        if created and not (run_dir / "train" / "last.json").exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+        Trainer(recipe, run_dir).run(restart=args.force)
     print(f"trained weights: {run_dir / 'train' / 'best.safetensors'}")
     return 0
 
@@ -409,10 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "by edgecnn), tflite (.tflite), openvino (.xml); default: "
                                      "from the file's suffix")
     p.add_argument("--batch", default="1,8", help="batch sizes, comma separated")
-    p.add_argument("--threads", type=int, help="intra-op threads (default: all cores)")
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--iterations", type=int, default=100, help="minimum timed runs")
-    p.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds")
+    p.add_argument("--threads", type=THREADS, help="intra-op threads (default: all cores)")
+    p.add_argument("--warmup", type=COUNT, default=10)
+    p.add_argument("--iterations", type=POSITIVE, default=100, help="minimum timed runs")
+    p.add_argument("--seconds", type=_seconds, default=2.0, help="minimum timed seconds")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=cmd_bench)
 
@@ -432,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="context folder (default: RUN_DIR/container)")
     p.add_argument("--jetpack", default="6.1", help="JetPack release of the device (6.0, 6.1)")
     p.add_argument("--base-image", help="Docker base image (JetPack 7: required)")
-    p.add_argument("--eval-images", type=int, default=1000,
+    p.add_argument("--eval-images", type=POSITIVE, default=1000,
                    help="test images shipped for on-device accuracy (default 1000)")
     p.add_argument("--force", action="store_true", help="replace an existing context")
     p.set_defaults(func=cmd_container)
@@ -443,10 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", default="tensorrt,onnxruntime",
                    help="tensorrt and/or onnxruntime, comma separated")
     p.add_argument("--batch", help="batch sizes (default: the recipe's benchmark batches)")
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--iterations", type=int, default=100, help="minimum timed runs")
-    p.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds")
+    p.add_argument("--threads", type=THREADS, help="ONNX Runtime intra-op threads")
+    p.add_argument("--rounds", type=_bounded_int(1, 100), default=2)
+    p.add_argument("--iterations", type=POSITIVE, default=100, help="minimum timed runs")
+    p.add_argument("--seconds", type=_seconds, default=2.0, help="minimum timed seconds")
     p.set_defaults(func=cmd_device_run)
 
     p = sub.add_parser("train", help="train a recipe's model (resumes after a kill)")
@@ -462,16 +479,16 @@ def build_parser() -> argparse.ArgumentParser:
                                  "metadata gives resolution, mean and std")
     p.add_argument("--backend", help="for an exported file: onnxruntime or openvino (.onnx), "
                                      "tensorrt (.plan), tflite (.tflite), openvino (.xml)")
-    p.add_argument("--threads", type=int, help="intra-op threads of the backend")
+    p.add_argument("--threads", type=THREADS, help="intra-op threads of the backend")
     p.add_argument("--weights", help="checkpoint (.pth, .th, .safetensors)")
     p.add_argument("--data", default="cifar10-jpeg", help="dataset name, folder or archive")
     p.add_argument("--split", default="test", help="train, val or test (default: test)")
-    p.add_argument("--val-size", type=int, default=5000, help="images held out of train as val")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--resolution", type=int, help="input size (default: the model's)")
+    p.add_argument("--val-size", type=COUNT, default=5000, help="images held out of train as val")
+    p.add_argument("--batch-size", type=_bounded_int(1, 65_536), default=256)
+    p.add_argument("--resolution", type=RESOLUTION, help="input size (default: the model's)")
     p.add_argument("--mean", type=float, nargs=3, help="normalisation mean (default: model's)")
     p.add_argument("--std", type=float, nargs=3, help="normalisation std (default: model's)")
-    p.add_argument("--num-classes", type=int, help="classifier outputs")
+    p.add_argument("--num-classes", type=POSITIVE, help="classifier outputs")
     p.add_argument("--cifar-stem", action="store_true", help="3x3 stride-1 stem")
     p.add_argument("--separable", choices=["depthwise", "spatial"], help=argparse.SUPPRESS)
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",

@@ -21,4 +21,10 @@ def shared_dir() -> Path:
 
 def cache_dir() -> Path:
     env = os.environ.get("EDGECNN_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "edgecnn"
+    path = Path(env).expanduser() if env else Path.home() / ".cache" / "edgecnn"
+    if path.exists() and not path.is_dir():
+        from edgecnn.errors import EdgeCNNError
+
+        raise EdgeCNNError(f"the cache {path} (EDGECNN_CACHE) is a file; point EDGECNN_CACHE at "
+                           "a folder")
+    return path

@@ -1,13 +1,30 @@
-"""Shared fixtures: the ../shared folder is found through edgecnn.settings (EDGECNN_SHARED)."""
+"""Shared fixtures: the ../shared folder is found through edgecnn.settings (EDGECNN_SHARED).
+
+Without that folder almost every integration test skips, and a green run would then mean
+nothing; in CI (``CI=true``, as CI services set it) its absence fails the run at once instead.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from edgecnn.settings import shared_dir
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    path = shared_dir()
+    if in_ci() and not path.is_dir():
+        pytest.exit(f"CI is set but the shared data folder {path} does not exist: the integration "
+                    "tests would all skip; set EDGECNN_SHARED or put ../shared beside the "
+                    "checkout", returncode=1)
 
 
 @pytest.fixture(scope="session")

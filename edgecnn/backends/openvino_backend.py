@@ -66,7 +66,8 @@ class OpenVINORunner:
             raise EdgeCNNError(f"{path.name} has {len(model.inputs)} inputs; edgecnn models "
                                "take one image batch")
         port = model.inputs[0]
-        self.input_name = port.get_any_name()
+        # an IR from another tool may leave its tensors unnamed; inference feeds by index
+        self.input_name = port.get_any_name() if port.get_names() else "input"
         self._spec = InputSpec(self.input_name, tuple(
             d.get_length() if d.is_static else None for d in port.get_partial_shape()))
         self.request = self.compiled.create_infer_request()

@@ -1,9 +1,10 @@
 """Archives of image folders: verified against a sha256, extracted safely, once, into the cache.
 
 Extraction goes into a temporary folder beside the final one and is renamed into place only when
-complete, so a killed extraction leaves nothing that looks finished. Members with absolute paths,
-``..`` components or links pointing outside the destination are refused (tarfile's ``data``
-filter; for zip files, the same checks by hand since zipfile has no filter).
+complete, so a killed extraction leaves nothing that looks finished. Members with absolute paths
+or ``..`` components are refused (checked by hand for both formats: tarfile's ``data`` filter
+would strip a leading ``/`` and extract such a member), and so are links pointing outside the
+destination (tarfile's ``data`` filter; zip links by hand, since zipfile has no filter).
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ def verify_sha256(path: Path, expected: str) -> None:
         )
 
 
-def _check_zip_member(name: str, archive: Path) -> None:
+def _check_member(name: str, archive: Path) -> None:
+    """Refuse absolute names and ``..``: tarfile's ``data`` filter would strip a leading ``/``
+    and extract the member anyway, where an archive meaning ``/etc/x`` is not a dataset."""
     parts = PurePosixPath(name).parts
     if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-        raise EdgeCNNError(f"{archive}: member {name!r} would be written outside the folder")
+        raise EdgeCNNError(f"{archive} cannot be extracted safely: member {name!r} would be "
+                           "written outside the folder")
 
 
 def safe_extract(archive: Path, destination: Path) -> None:
@@ -46,15 +50,17 @@ def safe_extract(archive: Path, destination: Path) -> None:
         if archive.name.endswith(".zip"):
             with zipfile.ZipFile(archive) as zf:
                 for info in zf.infolist():
-                    _check_zip_member(info.filename, archive)
+                    _check_member(info.filename, archive)
                     # Symlinks in zips are stored as files with the link bit in external_attr.
                     if (info.external_attr >> 16) & 0o170000 == 0o120000:
                         raise EdgeCNNError(f"{archive}: member {info.filename!r} is a link")
                 zf.extractall(destination)
         else:
             with tarfile.open(archive) as tf:
+                for member in tf.getmembers():
+                    _check_member(member.name, archive)
                 tf.extractall(destination, filter="data")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise EdgeCNNError(f"{archive}: cannot be extracted safely ({exc})") from None
 
 

@@ -62,7 +62,13 @@ def _load_recipe(run_dir: Path):
     if not path.is_file():
         raise EdgeCNNError(f"{run_dir} is not an edgecnn run directory (no {RECIPE_FILE}); give "
                            "the folder `edgecnn build` wrote")
-    return Recipe(**json.loads(path.read_text()))
+    from pydantic import ValidationError
+
+    try:
+        return Recipe.model_validate(json.loads(path.read_text()))
+    except (OSError, UnicodeDecodeError, ValueError, ValidationError) as exc:
+        raise EdgeCNNError(f"{path} is not the recipe an edgecnn build wrote "
+                           f"({type(exc).__name__}); build the run again") from None
 
 
 def _eval_subset(recipe, card: dict, images: int):
@@ -100,8 +106,15 @@ def write_context(run_dir: Path, out: Path, *, jetpack: str = "6.1",
         raise EdgeCNNError(f"--eval-images must be >= 1, got {eval_images}")
     if out.exists() and not force:
         raise EdgeCNNError(f"{out} exists; choose another --out or pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    if out.exists() and not (out.is_dir() and (out / "context.json").is_file()):
+        # --force replaces a context this command wrote, never another folder or file
+        raise EdgeCNNError(f"{out} exists and is not an edgecnn container context (no "
+                           "context.json); --force only replaces a context: choose another --out")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    except OSError as exc:
+        raise EdgeCNNError(f"--out {out} cannot be written: {exc.strerror}") from None
     try:
         models = staging / "models"
         models.mkdir()

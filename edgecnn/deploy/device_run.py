@@ -11,40 +11,14 @@ run here (TensorRT on a CPU machine) is skipped with the reason in ``notes``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from edgecnn.data.splits import ImageSet
+from edgecnn.deploy.context_file import load_subset, read_context
 from edgecnn.errors import EdgeCNNError
 from edgecnn.hashing import sha256_file
 
 BACKENDS = ("tensorrt", "onnxruntime")
-
-
-def read_context(folder: Path) -> dict[str, Any]:
-    path = folder / "context.json"
-    try:
-        context = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EdgeCNNError(f"{folder} is not an edgecnn container context (no context.json); "
-                           "write one with `edgecnn container RUN_DIR`") from None
-    except ValueError as exc:
-        raise EdgeCNNError(f"{path} is not valid JSON ({exc})") from None
-    for rel, digest in context.get("files", {}).items():
-        file = folder / rel
-        if not file.is_file() or sha256_file(file) != digest:
-            raise EdgeCNNError(f"context file {file} is missing or changed since `edgecnn "
-                               "container` wrote it; write the context again")
-    return context
-
-
-def load_subset(folder: Path, context: dict) -> ImageSet:
-    with np.load(folder / context["eval"]["file"], allow_pickle=False) as data:
-        return ImageSet(data["images"], data["labels"].astype(np.int64),
-                        [str(c) for c in data["classes"]], context["eval"]["description"])
 
 
 def _tensorrt_runners(folder: Path, context: dict, engines_dir: Path, notes: list[str],
@@ -106,7 +80,12 @@ def device_run(folder: Path, results: Path, *, backends: list[str] | None = None
         raise EdgeCNNError(f"unknown device-run backend {unknown[0]!r}; valid: "
                            f"{', '.join(BACKENDS)}")
     batch_sizes = batch_sizes or context["benchmark"]["batch_sizes"]
-    results.mkdir(parents=True, exist_ok=True)
+    if results.exists() and not results.is_dir():
+        raise EdgeCNNError(f"--results {results} is a file; give a folder for results.json")
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgeCNNError(f"--results {results} cannot be created: {exc.strerror}") from None
     subset = load_subset(folder, context)
     notes: list[str] = []
     runners: dict[str, tuple[Any, Path]] = {}

@@ -57,6 +57,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise EdgeCNNError(f"weights file {path} holds no state dict of tensors")
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
+    # A NaN or infinity in a weight poisons every output; training from it, exporting and
+    # comparing would all "succeed" on garbage.
+    broken = next((k for k, v in state.items()
+                   if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if broken is not None:
+        raise EdgeCNNError(f"weights file {path}: tensor {broken!r} holds NaN or infinite "
+                           "values; the checkpoint is corrupt")
     return state
 
 

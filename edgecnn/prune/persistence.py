@@ -55,12 +55,14 @@ def load_pruned(model: nn.Module, path: Path) -> nn.Module:
     its weights strictly; returns the same module."""
     from safetensors import safe_open
 
+    from edgecnn.train.checkpoint import unpack_metadata
+
     path = Path(path)
     if not path.is_file():
         raise EdgeCNNError(f"pruned checkpoint {path} does not exist")
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+            meta = unpack_metadata(f.metadata())
             tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (not a dict)
     except Exception as exc:  # safetensors raises its own error types for a corrupt header
         raise EdgeCNNError(f"{path} is not a readable safetensors file: {exc}") from None

@@ -55,13 +55,10 @@ def definition_path(name_or_path: str | Path) -> Path:
 
 def load_calibration_set(name_or_path: str | Path) -> CalibrationSetDefinition:
     """A definition by file path, or by name from the repository's ``calibration/`` folder."""
-    import yaml
+    from edgecnn.safe_yaml import read_yaml_file
 
     path = definition_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise EdgeCNNError(f"calibration set {path} cannot be read as YAML: {exc}") from None
+    data = read_yaml_file(path, "calibration set")
     if not isinstance(data, dict):
         raise EdgeCNNError(f"calibration set {path} must be a mapping of {', '.join(FIELDS)}")
     unknown = sorted(set(data) - set(FIELDS))

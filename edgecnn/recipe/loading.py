@@ -1,6 +1,8 @@
 """Reading a recipe: YAML, ``--set a.b=value`` overrides, then schema validation.
 
-Every failure is an :class:`EdgeCNNError` naming the file, line or field and what is valid.
+Every failure is an :class:`EdgeCNNError` naming the file, line or field and what is valid. The
+file is read by :mod:`edgecnn.safe_yaml` (UTF-8, bounded in size and alias expansion, no
+duplicate keys).
 """
 
 from __future__ import annotations
@@ -8,23 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.recipe.schema import Recipe
+from edgecnn.safe_yaml import MAX_ECHO, echo, parse_yaml, read_yaml_file
 
+MAX_ERRORS = 8  # schema errors listed in one message
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise EdgeCNNError(f"recipe {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise EdgeCNNError(f"recipe {path}: YAML syntax error{where}: {problem}") from None
+    data = read_yaml_file(path, "recipe")
     if not isinstance(data, dict):
         raise EdgeCNNError(f"recipe {path}: expected a mapping of sections, got "
                            f"{type(data).__name__}")
@@ -35,11 +30,8 @@ def apply_override(data: dict[str, Any], assignment: str, source: str = "--set")
     """``a.b.c=value``: set an existing key (or a key of an existing section) to a YAML value."""
     key, sep, text = assignment.partition("=")
     if not sep or not key:
-        raise EdgeCNNError(f"{source} {assignment!r} must look like section.key=value")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise EdgeCNNError(f"{source} {assignment!r}: the value is not valid YAML") from None
+        raise EdgeCNNError(f"{source} {echo(assignment)} must look like section.key=value")
+    value = parse_yaml(text, f"{source} {echo(assignment)}: the value")
     parts = key.strip().split(".")
     node: Any = data
     for depth, part in enumerate(parts[:-1]):
@@ -78,7 +70,7 @@ def _section_model(path: list[str] | tuple) -> Any:
 def format_validation_error(exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(recipe)"
+        field = ".".join(str(p) for p in err["loc"])[:MAX_ECHO * 2] or "(recipe)"
         if err["type"] == "extra_forbidden":
             parent = err["loc"][:-1]
             valid = _field_names(parent)
@@ -87,8 +79,12 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
             lines.append(f"{field}: required but missing")
         else:
             got = err.get("input")
-            shown = f" (got {got!r})" if not isinstance(got, dict) and got is not None else ""
+            # edgecnn's own validators (value_error) already name the value they refuse
+            shown = (f" (got {echo(got)})" if not isinstance(got, dict) and got is not None
+                     and err["type"] != "value_error" else "")
             lines.append(f"{field}: {err['msg'].removeprefix('Value error, ')}{shown}")
+    if len(lines) > MAX_ERRORS:
+        lines = [*lines[:MAX_ERRORS], f"and {len(lines) - MAX_ERRORS} more"]
     return f"recipe {source}: " + "; ".join(lines)
 
 

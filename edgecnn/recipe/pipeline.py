@@ -22,6 +22,7 @@ from rich.console import Console
 from edgecnn import __version__
 from edgecnn.atomic import atomic_write_json
 from edgecnn.bench.context import versions
+from edgecnn.errors import EdgeCNNError
 from edgecnn.hashing import sha256_file
 from edgecnn.recipe.schema import Recipe
 
@@ -38,6 +39,16 @@ class BuildContext:
     console: Console
     # Summaries of the stages done so far (from their manifests), by stage name.
     done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _dataset_content: str | None = field(default=None, repr=False)
+
+    def dataset_content(self) -> str:
+        """The digest of what the recipe's dataset holds (:mod:`edgecnn.data.fingerprint`),
+        computed once per build: a stage whose data changed is rebuilt."""
+        if self._dataset_content is None:
+            from edgecnn.data.fingerprint import dataset_fingerprint
+
+            self._dataset_content = dataset_fingerprint(self.recipe.data.dataset)
+        return self._dataset_content
 
     def stage_dir(self, name: str) -> Path:
         return self.run_dir / name
@@ -69,9 +80,10 @@ class Stage:
 
 def stage_fingerprint(stage: Stage, ctx: BuildContext) -> dict[str, Any]:
     recipe = ctx.recipe.model_dump(mode="json")
+    data = {"dataset_content": ctx.dataset_content()} if "data" in stage.sections else {}
     return {
         "stage": stage.name, "edgecnn": __version__, "format": BUILD_FORMAT,
-        "recipe": {s: recipe.get(s) for s in stage.sections},
+        "recipe": {s: recipe.get(s) for s in stage.sections}, **data,
         "inputs": {_display(p, ctx.run_dir): sha256_file(p) for p in stage.inputs(ctx)},
         "environment": stage.environment(ctx),
     }
@@ -122,13 +134,16 @@ RECIPE_FILE = "recipe.json"  # the validated recipe of the run's latest build (f
 
 
 def run_stages(stages: list[Stage], ctx: BuildContext, force: bool = False) -> dict[str, Any]:
-    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    """Run (or skip, when cached) every stage into ``ctx.run_dir``, which the caller has claimed
+    (:class:`edgecnn.rundir.RunDirectory`). A stage that fails leaves no folder behind, except a
+    stage that resumes its own partial work (training) when it is interrupted."""
     atomic_write_json(ctx.run_dir / RECIPE_FILE, ctx.recipe.model_dump(mode="json"))
     for stage in stages:
         folder = ctx.stage_dir(stage.name)
         if not stage.enabled(ctx.recipe):
             ctx.console.print(f"[dim]{stage.name:<10} skipped (not in the recipe)[/dim]")
             continue
+        _check_stage_folder(folder, stage.name)
         fingerprint = stage_fingerprint(stage, ctx)
         manifest = None if force else read_manifest(folder)
         if manifest and manifest.get("fingerprint") == fingerprint and _intact(manifest,
@@ -142,7 +157,14 @@ def run_stages(stages: list[Stage], ctx: BuildContext, force: bool = False) -> d
         folder.mkdir(parents=True, exist_ok=True)
         ctx.console.print(f"[bold]{stage.name:<10}[/bold] running")
         started = time.time()
-        summary = stage.run(ctx, folder)
+        try:
+            summary = stage.run(ctx, folder)
+        except BaseException as exc:
+            # What resume uses are finished stages (with manifests); a half-made folder would
+            # only look like one. An interrupted training keeps its checkpoints to resume from.
+            if not (stage.keep_partial and isinstance(exc, KeyboardInterrupt)):
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
         outputs = {rel: sha256_file(ctx.run_dir / rel)
                    for rel in summary.get("artifacts", {}).values()}
         ctx.done[stage.name] = summary
@@ -153,3 +175,11 @@ def run_stages(stages: list[Stage], ctx: BuildContext, force: bool = False) -> d
         })
         ctx.console.print(f"{stage.name:<10} done in {time.time() - started:.1f} s")
     return ctx.done
+
+
+def _check_stage_folder(folder: Path, stage: str) -> None:
+    """A file or link where a stage writes its folder is not edgecnn's to delete."""
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise EdgeCNNError(f"{folder} is a {'link' if folder.is_symlink() else 'file'} where "
+                           f"the {stage} stage writes its folder; move it out of the run "
+                           "directory")

@@ -1,32 +1,59 @@
 """The recipe: one YAML file describing one deployment, validated before anything runs.
 
-Every section forbids unknown keys, so a typo is an error naming the field, not a silent default.
+Every section forbids unknown keys, so a typo is an error naming the field, not a silent default,
+and every number is finite and bounded (an infinite ``benchmark.seconds`` would never end).
 Sections: name, model, data, train (optional), prune (optional), quantize, export, benchmark,
 output.
 """
 
 from __future__ import annotations
 
+import string
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# Seeds feed numpy's and torch's generators, which take 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+MAX_BATCH = 65_536
+MAX_EPOCHS = 10_000
+
+
+def check_template(text: str, allowed: set[str], field: str) -> str:
+    """A path with ``{placeholders}``: only the ``allowed`` names, and well-formed braces."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"{field} has unbalanced braces ({exc}); write {{{{ and }}}} for a "
+                         "literal brace") from None
+    unknown = sorted(names - allowed)
+    if unknown:
+        valid = ", ".join(f"{{{a}}}" for a in sorted(allowed)) or "none"
+        raise ValueError(f"{field} uses the placeholder {{{unknown[0]}}}; valid: {valid}")
+    return text
+
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelSection(Section):
     arch: str = Field(description="architecture name, see `edgecnn models`")
-    num_classes: int | None = Field(None, ge=1, description="default: the dataset's class count")
+    num_classes: int | None = Field(None, ge=1, le=100_000,
+                                    description="default: the dataset's class count")
     resolution: int | None = Field(None, ge=8, le=4096)
     pretrained: str | None = Field(
         None, description="checkpoint to start from; {shared} is the shared data folder")
     reset_classifier: bool = Field(False, description="a fresh classifier (transfer learning)")
     cifar_stem: bool = False
     separable: Literal["depthwise", "spatial"] | None = None
-    in_chans: int = Field(3, ge=1)
+    in_chans: int = Field(3, ge=1, le=64)
     options: dict[str, Any] = Field(default_factory=dict, description="family options")
+
+    @field_validator("pretrained")
+    @classmethod
+    def _pretrained_template(cls, value: str | None) -> str | None:
+        return None if value is None else check_template(value, {"shared"}, "pretrained")
 
     @field_validator("arch")
     @classmethod
@@ -43,32 +70,53 @@ class ModelSection(Section):
 
 class DataSection(Section):
     dataset: str = Field("cifar10-jpeg", description="a known name or a folder/archive path")
-    val_size: int = Field(5000, ge=0, description="images held out of train for validation")
-    split_seed: int = 0
+    val_size: int = Field(5000, ge=0, le=100_000_000,
+                          description="images held out of train for validation")
+    split_seed: int = Field(0, ge=0, le=MAX_SEED)
     augment: Literal["none", "flip", "cifar", "imagenet"] = Field(
         "cifar", description="cifar: pad 4 + random crop + horizontal flip; flip: the flip only; "
                              "imagenet: random resized crop + flip from images decoded at "
                              "resolution/0.875")
     eval_split: str = Field("test", description="the split accuracy is reported on")
-    eval_batch_size: int = Field(256, ge=1)
+    eval_batch_size: int = Field(256, ge=1, le=MAX_BATCH)
     mean: tuple[float, float, float] | None = Field(None, description="default: the model's")
-    std: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = Field(None, description="default: the model's; "
+                                                                     "each > 0")
+
+    @field_validator("mean")
+    @classmethod
+    def _mean_in_range(cls, value: tuple | None) -> tuple | None:
+        # images are scaled to [0, 1] before (x - mean) / std
+        if value is not None and any(not -10 <= m <= 10 for m in value):
+            raise ValueError(f"mean is of images scaled to [0, 1]: each between -10 and 10, "
+                             f"got {list(value)}")
+        return value
+
+    @field_validator("std")
+    @classmethod
+    def _std_positive(cls, value: tuple | None) -> tuple | None:
+        if value is not None and any(not 1e-6 <= s <= 1e3 for s in value):
+            raise ValueError(f"std divides the images: each between 1e-6 and 1000, got "
+                             f"{list(value)}")
+        return value
 
 
 class TrainSection(Section):
-    epochs: int = Field(ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(0.1, gt=0, description="peak learning rate")
+    epochs: int = Field(ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH)
+    lr: float = Field(0.1, gt=0, le=100, description="peak learning rate")
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
-    weight_decay: float = Field(5e-4, ge=0)
+    weight_decay: float = Field(5e-4, ge=0, le=1)
     decay_norm_and_bias: bool = Field(
         True, description="false: no weight decay on BatchNorm scales/shifts and biases "
                           "(the 1-D parameters), as timm and torchvision train")
     schedule: Literal["cosine", "onecycle", "plateau"] = "cosine"
-    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up (cosine, plateau)")
-    plateau_patience: int = Field(3, ge=1, description="epochs without improvement before /10")
-    min_lr: float = Field(0.0, ge=0)
+    warmup_epochs: float = Field(0.0, ge=0, le=MAX_EPOCHS,
+                                 description="linear warm-up (cosine, plateau)")
+    plateau_patience: int = Field(3, ge=1, le=MAX_EPOCHS,
+                                  description="epochs without improvement before /10")
+    min_lr: float = Field(0.0, ge=0, le=100)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     freeze: Literal["none", "backbone"] | int = Field(
         "none", description="'backbone' trains only the classifier; N freezes the first N stages")
@@ -76,13 +124,13 @@ class TrainSection(Section):
         "auto", description="auto: fp16 autocast on CUDA, bf16 on CPUs with native BF16, else fp32")
     channels_last: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     @field_validator("freeze")
     @classmethod
     def _non_negative(cls, value: str | int) -> str | int:
-        if isinstance(value, int) and value < 0:
-            raise ValueError("freeze must be 'none', 'backbone' or a number of stages >= 0")
+        if isinstance(value, int) and not 0 <= value <= 1000:
+            raise ValueError("freeze must be 'none', 'backbone' or a number of stages 0..1000")
         return value
 
 
@@ -91,8 +139,9 @@ class DistillSection(Section):
 
     weight: float = Field(0.7, ge=0, le=1, description="share of the loss from the teacher's "
                                                        "softened probabilities (the rest: labels)")
-    temperature: float = Field(4.0, gt=0, description="softmax temperature of both models' "
-                                                      "logits in the distillation term")
+    temperature: float = Field(4.0, gt=0, le=1000,
+                               description="softmax temperature of both models' logits in the "
+                                           "distillation term")
 
 
 class PruneSection(Section):
@@ -127,7 +176,7 @@ class PruneSection(Section):
                                           "'layer*.conv2': ResNet-20's residual stream)")
     amount: float | None = Field(None, gt=0, lt=1,
                                  description="unstructured: fraction of the weights zeroed")
-    steps: int = Field(1, ge=1, description="iterative prune -> fine-tune rounds, each "
+    steps: int = Field(1, ge=1, le=100, description="iterative prune -> fine-tune rounds, each "
                                             "pruning part of the way to the target")
     finetune: TrainSection | None = Field(
         None, description="training after each pruning step (data and augmentation from the "
@@ -137,14 +186,14 @@ class PruneSection(Section):
     keep_dense: bool = Field(True, description="also export, evaluate and benchmark the "
                                                "unpruned model")
     max_accuracy_drop: float | None = Field(
-        None, ge=0, description="points of top-1 the pruned FP32 model may lose against the "
-                                "dense FP32 one; the build fails beyond it")
+        None, ge=0, le=100, description="points of top-1 the pruned FP32 model may lose "
+                                        "against the dense FP32 one; the build fails beyond it")
 
     @field_validator("round_to")
     @classmethod
     def _positive_multiple(cls, value: int | str | None) -> int | str | None:
-        if isinstance(value, int) and value < 1:
-            raise ValueError(f"round_to must be 'auto', null or >= 1, got {value}")
+        if isinstance(value, int) and not 1 <= value <= 1024:
+            raise ValueError(f"round_to must be 'auto', null or 1..1024, got {value}")
         return value
 
     @model_validator(mode="after")
@@ -176,8 +225,9 @@ class PruneSection(Section):
 class CalibrationSection(Section):
     method: Literal["minmax", "entropy", "percentile"] = Field(
         "minmax", description="how activation ranges are chosen from the samples")
-    samples: int = Field(512, ge=1, description="images drawn from the train split")
-    seed: int = 0
+    samples: int = Field(512, ge=1, le=1_000_000, description="images drawn from the train "
+                                                             "split")
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     set: str | None = Field(
         None, description="a calibration-set definition instead of samples/seed: a name from "
                           "the calibration/ folder (e.g. cifar10-train-512) or a YAML path")
@@ -187,14 +237,29 @@ class CalibrationSection(Section):
         None, description="a calibration table (JSON) a build saved: its ranges instead of a "
                           "calibration run (`edgecnn build --calibration FILE`)")
 
+    @field_validator("table")
+    @classmethod
+    def _table_template(cls, value: str | None) -> str | None:
+        return None if value is None else check_template(value, {"shared"}, "table")
+
+    @model_validator(mode="after")
+    def _set_or_samples(self) -> CalibrationSection:
+        # a definition names its own samples and seed: a second pair here would be ignored
+        given = sorted({"samples", "seed"} & self.model_fields_set)
+        if self.set and given:
+            raise ValueError(f"set names its own samples and seed; drop {' and '.join(given)} "
+                             "or drop set")
+        return self
+
 
 class QATSection(Section):
     """Quantization-aware fine-tuning before quantizing (``quantize.method: qat``)."""
 
-    epochs: int = Field(2, ge=1)
-    lr: float = Field(0.002, gt=0, description="peak learning rate, cosine-annealed; ~1% of "
-                                               "the training's, as NVIDIA's QAT guide advises")
-    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(2, ge=1, le=MAX_EPOCHS)
+    lr: float = Field(0.002, gt=0, le=100,
+                      description="peak learning rate, cosine-annealed; ~1% of the training's, "
+                                  "as NVIDIA's QAT guide advises")
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH)
 
 
 class QuantizeSection(Section):
@@ -207,7 +272,7 @@ class QuantizeSection(Section):
                           "kernels saturate in ONNX Runtime otherwise (its documented caveat)")
     calibration: CalibrationSection = Field(default_factory=CalibrationSection)
     max_accuracy_drop: float | None = Field(
-        None, ge=0, description="points of top-1 INT8 may lose against FP32: beyond it the "
+        None, ge=0, le=100, description="points of top-1 INT8 may lose against FP32: beyond it the "
                                 "most sensitive layers return to float until it fits (judged "
                                 "on val or spare train images), and the build fails if INT8 "
                                 "still loses more on the evaluation split")
@@ -228,8 +293,9 @@ class OnnxSection(Section):
     opset: int = Field(18, ge=17, le=23)
     dynamic_batch: bool = True
     simplify: bool = True
-    check_samples: int = Field(64, ge=1, description="real test images compared torch vs ONNX")
-    max_abs_diff: float = Field(1e-3, gt=0, description="tolerance of the numeric check")
+    check_samples: int = Field(64, ge=1, le=10_000,
+                               description="real test images compared torch vs ONNX")
+    max_abs_diff: float = Field(1e-3, gt=0, le=1e6, description="tolerance of the numeric check")
 
 
 class TensorRTSection(Section):
@@ -241,10 +307,11 @@ class TensorRTSection(Section):
     fp16_mode: Literal["graph", "flag"] = Field(
         "graph", description="graph: an FP16 ONNX, strongly typed (TensorRT 10 and 11); flag: "
                              "the FP32 ONNX with the FP16 builder flag (TensorRT 10 only)")
-    opt_batch: int | None = Field(None, ge=1, description="profile's opt batch; default: the "
-                                                          "largest benchmark batch")
-    workspace_mib: int = Field(1024, ge=1, description="builder workspace limit")
-    dla_core: int | None = Field(None, ge=0, description="Jetson DLA core, GPU fallback on")
+    opt_batch: int | None = Field(None, ge=1, le=MAX_BATCH,
+                                  description="profile's opt batch; default: the largest "
+                                              "benchmark batch")
+    workspace_mib: int = Field(1024, ge=1, le=1 << 20, description="builder workspace limit")
+    dla_core: int | None = Field(None, ge=0, le=15, description="Jetson DLA core, GPU fallback on")
     sparse_weights: bool = Field(False, description="2:4 sparse weights on sparse tensor cores")
     timing_cache: str | None = Field(
         None, description="timing cache file; default: one per GPU and TensorRT version in "
@@ -265,8 +332,9 @@ class TFLiteSection(Section):
                              "scale and zero point in the file")
     layout: Literal["NCHW", "NHWC"] = Field(
         "NCHW", description="input layout; NHWC is what mobile camera pipelines hand over")
-    max_abs_diff: float = Field(1e-3, gt=0, description="tolerance of the FP32 file's numeric "
-                                                        "check against torch")
+    max_abs_diff: float = Field(1e-3, gt=0, le=1e6,
+                                description="tolerance of the FP32 file's numeric check against "
+                                            "torch")
 
 
 class ExportSection(Section):
@@ -283,23 +351,25 @@ class BenchmarkSection(Section):
     backends: list[Literal["onnxruntime", "torch", "tensorrt", "tflite", "openvino"]] = Field(
         default_factory=lambda: ["onnxruntime"], min_length=1,
         description="the runtimes timed; each needs its export target (torch: none)")
-    batch_sizes: list[int] = Field(default_factory=lambda: [1, 8], min_length=1)
-    threads: int | None = Field(None, ge=1, description="default: all cores")
-    warmup: int = Field(10, ge=0)
-    iterations: int = Field(100, ge=1, description="minimum timed runs")
-    seconds: float = Field(2.0, ge=0, description="minimum timed seconds")
-    rounds: int = Field(2, ge=1, description="alternating rounds over the artifacts")
+    batch_sizes: list[int] = Field(default_factory=lambda: [1, 8], min_length=1, max_length=32)
+    threads: int | None = Field(None, ge=1, le=1024, description="default: all cores")
+    warmup: int = Field(10, ge=0, le=100_000)
+    iterations: int = Field(100, ge=1, le=1_000_000, description="minimum timed runs")
+    seconds: float = Field(2.0, ge=0, le=3600, description="minimum timed seconds")
+    rounds: int = Field(2, ge=1, le=100, description="alternating rounds over the artifacts")
 
     @field_validator("batch_sizes")
     @classmethod
     def _positive(cls, value: list[int]) -> list[int]:
-        if any(b < 1 for b in value):
-            raise ValueError(f"batch sizes must be >= 1, got {value}")
+        if any(not 1 <= b <= MAX_BATCH for b in value):
+            raise ValueError(f"batch sizes must be 1..{MAX_BATCH}, got {value}")
         return value
 
 
 class Recipe(Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="run name (a file name)")
+    # a file name that cannot be '.', '..' or hidden: it becomes a folder under output
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=128,
+                      description="run name (a file name)")
     model: ModelSection
     data: DataSection = Field(default_factory=DataSection)
     train: TrainSection | None = None
@@ -307,7 +377,13 @@ class Recipe(Section):
     quantize: QuantizeSection = Field(default_factory=QuantizeSection)
     export: ExportSection = Field(default_factory=ExportSection)
     benchmark: BenchmarkSection = Field(default_factory=BenchmarkSection)
-    output: str = Field("runs/{name}", description="run directory; {name} is the recipe's name")
+    output: str = Field("runs/{name}", min_length=1, max_length=4096,
+                        description="run directory; {name} is the recipe's name")
+
+    @field_validator("output")
+    @classmethod
+    def _output_template(cls, value: str) -> str:
+        return check_template(value, {"name"}, "output")
 
     @model_validator(mode="after")
     def _qat_keeps_sparsity(self) -> Recipe:
@@ -319,4 +395,11 @@ class Recipe(Section):
         return self
 
     def run_dir(self) -> str:
-        return self.output.format(name=self.name)
+        try:
+            return self.output.format(name=self.name)
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            # a format spec the template check cannot see into, e.g. {name:{width}}
+            from edgecnn.errors import EdgeCNNError
+
+            raise EdgeCNNError(f"output {self.output!r} is not a valid template ({exc!r}); "
+                               "use {name} for the recipe's name") from None

@@ -146,7 +146,7 @@ def _export_checked(ctx: BuildContext, model, path: Path, x: np.ndarray):
     ctx.console.print(f"  {path.name}: opset {info.opset}, {info.simplifier or 'not simplified'}"
                       f" ({info.nodes_before} -> {info.nodes_after} nodes); torch vs ONNX on "
                       f"{len(x)} test images: max |diff| {diff:.2e}, top-1 agreement {agree:.1f}%")
-    if diff > cfg.max_abs_diff:
+    if not diff <= cfg.max_abs_diff:  # NaN compares false: a NaN difference must fail too
         raise EdgeCNNError(f"exported ONNX {path.name} differs from the torch model by "
                            f"{diff:.3e} (> export.onnx.max_abs_diff {cfg.max_abs_diff})")
     return info, {"max_abs_diff": diff, "top1_agreement": agree}

@@ -43,7 +43,7 @@ def run_tflite(ctx: BuildContext, folder: Path) -> dict[str, Any]:
                 io=cfg.io if precision == "int8" else "float", layout=cfg.layout,
                 check_samples=checks, threads=ctx.recipe.benchmark.threads)
             ctx.console.print(f"  {export_summary(result)}")
-            if precision == "fp32" and result.check.max_abs_diff > cfg.max_abs_diff:
+            if precision == "fp32" and not result.check.max_abs_diff <= cfg.max_abs_diff:
                 raise EdgeCNNError(
                     f"{path.name} differs from the torch model by "
                     f"{result.check.max_abs_diff:.3e} (> export.tflite.max_abs_diff "

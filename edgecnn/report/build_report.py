@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgecnn.atomic import atomic_write_bytes, atomic_write_json
 from edgecnn.report.plots import plot_accuracy
-from edgecnn.report.tables import markdown_table
+from edgecnn.report.tables import markdown_table, recommendation_table
 
 if TYPE_CHECKING:
     from edgecnn.recipe.pipeline import BuildContext
@@ -116,6 +116,17 @@ def pruning_note(prune: dict[str, Any]) -> str:
     return text
 
 
+def _recommendation_section(picks: list[dict[str, Any]] | None) -> str:
+    """The build's recommendation (report.json's ``recommended``) in report.md too: the reader
+    of the Markdown report is the one deciding what to ship. None (a merged report of several
+    builds or devices, which recommends nothing) adds nothing."""
+    if picks is None:
+        return ""
+    if not picks:
+        return "\n## Recommended\n\nNo backend measured FP32 beside another precision.\n"
+    return f"\n## Recommended\n\n{recommendation_table(picks)}\n"
+
+
 def write_report(rows: list[dict[str, Any]], folder: Path, title: str,
                  notes: list[str] | None = None, extra: dict[str, Any] | None = None,
                  json_name: str = "report.json") -> dict[str, Path]:
@@ -132,7 +143,8 @@ def write_report(rows: list[dict[str, Any]], folder: Path, title: str,
             f"{context.get('logical_cores')} logical cores, threads "
             f"{context.get('threads') or 'default'}), {context.get('os')}; "
             f"libraries {json.dumps(context.get('libraries', {}))}.\n"
-            + "".join(f"\n- {note}" for note in notes or []) + ("\n" if notes else ""))
+            + "".join(f"\n- {note}" for note in notes or []) + ("\n" if notes else "")
+            + _recommendation_section((extra or {}).get("recommended")))
     atomic_write_bytes(files["markdown"], text.encode())
     plot_accuracy(rows, "macs", files["plot_macs"], title)
     plot_accuracy(rows, "latency", files["plot_latency"], title)

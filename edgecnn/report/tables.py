@@ -64,6 +64,19 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+RECOMMENDATION_COLUMNS = ("backend", "variant", "batch", "ship", "artifact", "why")
+
+
+def recommendation_table(picks: list[dict[str, Any]]) -> str:
+    """What to ship per backend, variant and batch size (``report.recommend``'s picks), with
+    the reason: the report's answer to "INT8 or FP32?", beside the figures behind it."""
+    lines = ["| " + " | ".join(RECOMMENDATION_COLUMNS) + " |",
+             "|" + "---|" * len(RECOMMENDATION_COLUMNS)]
+    lines += [f"| {p['backend']} | {p['variant']} | {p['batch']} | {p['precision']} | "
+              f"{p['artifact']} | {p['reason']} |" for p in picks]
+    return "\n".join(lines)
+
+
 def csv_table(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)

@@ -96,10 +96,14 @@ def pick_precision(requested: str, device: torch.device) -> torch.dtype | None:
 def recipe_fingerprint(recipe: Recipe) -> str:
     """What the training depends on; a checkpoint of another fingerprint is not resumed.
 
-    The recipe's model, data and train sections, and the content of the starting checkpoint.
+    The recipe's model, data and train sections, what the dataset holds (not only its path),
+    and the content of the starting checkpoint.
     """
+    from edgecnn.data.fingerprint import dataset_fingerprint
+
     parts: dict[str, Any] = {k: getattr(recipe, k).model_dump(mode="json")
                              for k in ("model", "data", "train")}
+    parts["dataset_content"] = dataset_fingerprint(recipe.data.dataset)
     if recipe.model.pretrained:
         from edgecnn.hashing import sha256_file
 

@@ -42,11 +42,12 @@ def test_tar_members_that_escape_are_refused(tmp_path, member, kind, payload):
     assert not (tmp_path / "escape.txt").exists()
 
 
-def test_absolute_tar_member_lands_inside_the_destination(tmp_path):
-    # tarfile's "data" filter strips the leading "/" instead of writing to /etc.
+def test_absolute_tar_member_is_refused(tmp_path):
+    # tarfile's "data" filter would strip the leading "/" and extract it: refused before that
     archive = _tar_with(tmp_path / "abs.tar", [("/etc/edgecnn-escape.txt", "file", b"x")])
-    safe_extract(archive, tmp_path / "out")
-    assert (tmp_path / "out" / "etc" / "edgecnn-escape.txt").is_file()
+    with pytest.raises(EdgeCNNError, match=r"'/etc/edgecnn-escape\.txt' would be written outside"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
     assert not Path("/etc/edgecnn-escape.txt").exists()
 
 

@@ -1,7 +1,16 @@
-"""The report's notes on the accuracy-aware fallback, and the side-by-side timing behind them."""
+"""The report's notes on the accuracy-aware fallback, and the side-by-side timing behind them
+(its logic on runners of known run time: which runner runs when, and whose samples go where;
+never how fast a real model ran, which a shared host does not repeat)."""
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
+import pytest
+
+from edgecnn.bench.rounds import measure_in_rounds, p50_side_by_side
+from edgecnn.errors import EdgeCNNError
 from edgecnn.report.build_report import fallback_note
 
 
@@ -17,15 +26,52 @@ def test_fallback_note_names_layers_and_their_cost():
     assert fallback_note("openvino", "pruned", aware).endswith("no layer returned to float")
 
 
-def test_side_by_side_p50_times_each_file_on_its_backend(tmp_path):
-    from edgecnn.bench.rounds import p50_side_by_side
+class _LoggingRunner:
+    """Sleeps ``seconds`` per run and logs (name, batch) in a log shared by all runners, so the
+    order of turns is visible; its latency has a known lower bound and nothing else."""
+
+    backend = "test"
+
+    def __init__(self, name: str, seconds: float, log: list[tuple[str, int]]):
+        self.name, self.seconds, self.log = name, seconds, log
+
+    def input_spec(self):
+        from edgecnn.backends.base import InputSpec
+
+        return InputSpec("x", (None, 3, 4, 4))
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self.log.append((self.name, len(batch)))
+        time.sleep(self.seconds)
+        return batch.reshape(len(batch), -1)
+
+
+def test_rounds_take_turns_and_keep_each_runner_under_its_key():
+    """Every round runs each batch size on every runner in turn (so a slow spell of the host
+    hurts all alike), and each runner's statistics stay under its own key: the 5 ms runner's
+    p50 is at least 5 ms, which it would not be had its samples been filed under the other."""
+    log: list[tuple[str, int]] = []
+    runners = {"fast": _LoggingRunner("fast", 0.0, log),
+               "slow": _LoggingRunner("slow", 0.005, log)}
+    latency = measure_in_rounds(runners, [1, 2], rounds=2, warmup=1, iterations=3, seconds=0.0)
+    turn = [(name, batch) for batch in (1, 2) for name in ("fast", "slow") for _ in range(4)]
+    assert log == turn * 2  # per round: 1 warm-up + 3 timed runs, batch by batch, runner by runner
+    assert set(latency) == {"fast", "slow"}
+    for per_batch in latency.values():
+        assert set(per_batch) == {"1", "2"}
+        assert all(stats["iterations"] == 6 for stats in per_batch.values())  # 3 x 2 rounds
+    assert latency["slow"]["1"]["p50_ms"] >= 5.0 and latency["slow"]["2"]["min_ms"] >= 5.0
+
+
+def test_side_by_side_p50_opens_each_file_on_its_backend(tmp_path):
     from edgecnn.export.onnx_export import export_onnx
     from edgecnn.models import create_model
 
     small = export_onnx(create_model("resnet20"), tmp_path / "r20.onnx", 32).path
     large = export_onnx(create_model("resnet56"), tmp_path / "r56.onnx", 32).path
-    p50 = p50_side_by_side({"r20": small, "r56": large}, "onnxruntime", threads=1, rounds=2,
-                           seconds=0.2)
-    assert set(p50) == {"r20", "r56"}
-    # ResNet-56 has 2.9x ResNet-20's mult-adds: a mix-up of files or keys would show
-    assert p50["r56"] > 1.5 * p50["r20"] > 0
+    p50 = p50_side_by_side({"r20": small, "r56": large}, "onnxruntime", threads=1, rounds=1,
+                           seconds=0.0)
+    assert set(p50) == {"r20", "r56"} and all(v > 0 for v in p50.values())
+    with pytest.raises(EdgeCNNError):
+        p50_side_by_side({"missing": tmp_path / "no.onnx"}, "onnxruntime", rounds=1,
+                         seconds=0.0)

@@ -70,8 +70,10 @@ def read_sidecar(engine: Path) -> Sidecar:
     except FileNotFoundError:
         raise EngineMismatch(f"{engine} has no sidecar {path.name}: it was not built by edgecnn "
                              "or the sidecar was lost; rebuild the engine") from None
-    except (ValueError, TypeError) as exc:
-        raise EngineMismatch(f"sidecar {path} is unreadable ({exc}); rebuild the engine") from None
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        # a folder or an unreadable file where the sidecar should be is as bad as a torn one
+        raise EngineMismatch(f"sidecar {path} is unreadable ({type(exc).__name__}: {exc}); "
+                             "rebuild the engine") from None
 
 
 def mismatches(sidecar: Sidecar, device: DeviceFacts, onnx_sha256: str | None = None) -> list[str]:
