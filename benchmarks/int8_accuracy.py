@@ -13,7 +13,8 @@ Models (real weights):
 
 For each: FP32 on ONNX Runtime and OpenVINO (f32); ONNX Runtime INT8 (tuned layout, 8/7-bit
 weights as this CPU needs) with minmax / entropy / percentile calibration, plus 7-bit weights
-and the TensorRT layout (run by ONNX Runtime, as a proxy); OpenVINO INT8 (NNCF) with the same
+and the tensorrt target's ModelOpt Q/DQ ONNX (run by ONNX Runtime, as a proxy for the engine;
+benchmarks/tensorrt_int8_accuracy.py runs that one alone); OpenVINO INT8 (NNCF) with the same
 three methods and NNCF's default. Drops are against the same backend's FP32; agreement is top-1
 agreement with it. Then accuracy-aware PTQ with max_accuracy_drop 0.3 for every model/backend
 whose default PTQ exceeds it (ONNX Runtime: edgecnn.quantize.accuracy_aware; OpenVINO: NNCF's
@@ -112,11 +113,17 @@ def run_model(name: str, args, work: Path) -> dict[str, Any]:
     print(f"{name} onnxruntime fp32: top-1 {ort_fp32.top1:.2f}% on {test.description}")
     variants = {f"int8_{m}": {"method": m} for m in ("minmax", "entropy", "percentile")}
     variants["int8_minmax_7bit"] = {"method": "minmax", "reduce_range": True}
-    variants["int8_minmax_tensorrt_layout"] = {"method": "minmax", "layout": "tensorrt"}
+    variants["int8_minmax_tensorrt_modelopt"] = {"method": "minmax", "target": "tensorrt"}
     infos = {}
     for key, options in variants.items():
-        info = quantize_static_onnx(fp32, work / f"{name}.{key}.onnx", calib.array,
-                                    manifest=calib.manifest, **options)
+        if options.pop("target", None) == "tensorrt":  # ModelOpt's Q/DQ, ORT as a proxy
+            from edgecnn.quantize.targets import quantize_for_target
+
+            info = quantize_for_target("tensorrt", fp32, work / f"{name}.{key}.onnx",
+                                       calib.array, manifest=calib.manifest, **options)
+        else:
+            info = quantize_static_onnx(fp32, work / f"{name}.{key}.onnx", calib.array,
+                                        manifest=calib.manifest, **options)
         infos[key] = info
         entry = {**row(ort(info.path), ort_fp32), "quantizer": info.quantizer,
                  "reduce_range": info.reduce_range, "reason": info.reduce_range_reason,

@@ -140,8 +140,8 @@ def write_context(run_dir: Path, out: Path, *, jetpack: str = "6.1",
             "build": f"docker build --build-arg BASE_IMAGE={base} --build-arg JETPACK={jetpack} "
                      f"-t {IMAGE} {out}",
             "run": f'docker run --rm --runtime nvidia -v "$PWD/results:/results" {IMAGE}',
-            "without_docker": f"pip install '{out}/src[runtime,tensorrt]' && edgecnn device-run "
-                              f"{out} --results results",
+            "without_docker": f"pip install '{out}/src[runtime,tensorrt-runtime]' && "
+                              f"edgecnn device-run {out} --results results",
         }
         context = {
             "edgecnn_version": __version__, "recipe": recipe.name, "arch": card["name"],
@@ -171,7 +171,7 @@ def write_context(run_dir: Path, out: Path, *, jetpack: str = "6.1",
 
 
 def _copy_source(target: Path) -> None:
-    """edgecnn's package and pyproject, enough for `pip install src[runtime,tensorrt]`."""
+    """edgecnn's package and pyproject, enough for `pip install src[runtime,tensorrt-runtime]`."""
     target.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO_ROOT / name, target / name)

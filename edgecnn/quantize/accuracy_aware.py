@@ -20,8 +20,11 @@ the openvino target, openvino_nncf.py), so this loop is written here on top of
    float does not get there, and nothing is written.
 
 The evaluation callback maps an ONNX file to top-1 (percent) on the caller's evaluation split,
-so the same loop serves any split and either layout (the TensorRT layout evaluated by ONNX
-Runtime is a proxy for the engine).
+so the same loop serves any split and either ONNX target (the tensorrt target's ModelOpt Q/DQ
+ONNX evaluated by ONNX Runtime is a proxy for the engine). For ``layout="tensorrt"`` the layers
+are those of the FP32 export, which ModelOpt quantizes (its ``nodes_to_exclude``), each model
+built with the table's scales (modelopt_tensorrt.py); ModelOpt calibrates again on every
+build (one run per ranked layer, in its worker process), so that layout's search takes longer.
 """
 
 from __future__ import annotations
@@ -44,12 +47,13 @@ from edgecnn.quantize.calibration_table import (
     load_calibration_table,
 )
 from edgecnn.quantize.onnxruntime_static import (
-    TENSORRT_WEIGHTED_OPS,
     QuantizeInfo,
     calibration_op_types,
     prepare_for_quantization,
     quantize_prepared,
 )
+
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 
 
 @dataclass
@@ -109,6 +113,10 @@ def quantize_with_accuracy_budget(
                            "ranking layers by sensitivity)")
     if table is not None and not isinstance(table, CalibrationTable):
         table = load_calibration_table(table)
+    if layout == "tensorrt":
+        from edgecnn.quantize.modelopt_tensorrt import require_modelopt
+
+        require_modelopt()
     int8_path.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=int8_path.parent, prefix=".accuracy-aware-"))
     try:
@@ -122,10 +130,17 @@ def quantize_with_accuracy_budget(
         else:
             table.check_model(model_sha, sha256_file(prepared), str(fp32_path))
 
-        groups = layer_groups(prepared)
+        # the graph whose node names the quantizer excludes
+        graph = _named_export(fp32_path, work) if layout == "tensorrt" else prepared
+        groups = layer_groups(graph)
 
         def build(name: str, layers: list[str]) -> QuantizeInfo:
             nodes = [n for layer in layers for n in groups[layer]]
+            if layout == "tensorrt":
+                from edgecnn.quantize.modelopt_tensorrt import quantize_modelopt
+
+                return quantize_modelopt(fp32_path, work / name, calibration, table=table,
+                                         exclude_nodes=nodes)
             return quantize_prepared(prepared, work / name, table, layout=layout,
                                      per_channel=per_channel, reduce_range=reduce_range,
                                      exclude_nodes=nodes, metadata_from=fp32_path)
@@ -166,9 +181,18 @@ def quantize_with_accuracy_budget(
         final.rewrites = rewrites + final.rewrites
         return AccuracyAwareResult(int8_path, max_accuracy_drop, fp32_top1, ptq_top1, final_top1,
                                    list(excluded), steps, sensitivity, final,
-                                   weights=_weight_names(prepared))
+                                   weights=_weight_names(graph))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _named_export(fp32_path: Path, work: Path) -> Path:
+    """The FP32 export with its nodes named as ModelOpt's run names them (modelopt_tensorrt)."""
+    from edgecnn.quantize.modelopt_tensorrt import named_copy
+
+    path = work / "named.onnx"
+    named_copy(fp32_path, path, ())
+    return path
 
 
 def _weight_names(prepared: Path) -> dict[str, str]:
@@ -179,7 +203,7 @@ def _weight_names(prepared: Path) -> dict[str, str]:
     graph = onnx.load(str(prepared), load_external_data=False).graph
     inits = {i.name for i in graph.initializer}
     return {n.name: n.input[1] for n in graph.node
-            if n.op_type in TENSORRT_WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in inits}
+            if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in inits}
 
 
 def _within(drop: float, budget: float) -> bool:
@@ -233,7 +257,7 @@ def layer_groups(prepared: Path) -> dict[str, list[str]]:
     inputs = {i.name for i in graph.input}
     groups = {}
     for node in graph.node:
-        if node.op_type not in TENSORRT_WEIGHTED_OPS:
+        if node.op_type not in WEIGHTED_OPS:
             continue
         group, tensor = [node.name], node.input[0]
         while tensor not in inputs and len(consumers.get(tensor, [])) == 1:

@@ -11,8 +11,9 @@ scales, byte for byte, as the run that measured it (tests/quantize/test_calibrat
 
 Only the range is kept: it is the only part of ``TensorData`` the int8 quantizer reads
 (``qdq_quantizer.calc_quant_params`` uses ``range_value``; histograms serve calibration only).
-Ranges are measured asymmetric for every method; the TensorRT layout makes them symmetric when
-it quantizes, so one table serves both ONNX layouts. NNCF (the ``openvino`` target) computes
+Ranges are measured asymmetric for every method; the tensorrt target makes them symmetric
+(amax = max(|lo|, |hi|)) when it sets ModelOpt's scales from them (modelopt_tensorrt.py), so one
+table serves both ONNX targets. NNCF (the ``openvino`` target) computes
 its own statistics and does not read these tables.
 """
 

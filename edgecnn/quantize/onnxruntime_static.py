@@ -1,6 +1,6 @@
-"""Post-training static INT8 of an ONNX model as Q/DQ ONNX, laid out for the runtime that runs it.
+"""Post-training static INT8 of an ONNX model as Q/DQ ONNX, laid out for ONNX Runtime's CPU kernels.
 
-Both layouts come from ONNX Runtime's own quantizer (``quantize_static``, QDQ format) on a graph
+The model comes from ONNX Runtime's own quantizer (``quantize_static``, QDQ format) on a graph
 prepared by its ``quant_pre_process`` (shape inference; graph optimisation, which also folds any
 BatchNormalization left in the export into the convolutions — torch's exporter with onnxslim
 already folds them). Activation ranges come from a :class:`CalibrationTable` — measured here
@@ -21,19 +21,8 @@ ResNet-50 0.33 -> 0.33; ``tuned=False`` is the stock layout for that comparison.
 ``reduce_range`` (7-bit weights) defaults to what this CPU needs (cpu_features.py): on for x86
 without VNNI, where ONNX Runtime's U8S8 kernels saturate, off with VNNI or on ARM.
 
-``layout="tensorrt"``: TensorRT's explicit-quantization form, following NVIDIA's Q/DQ placement
-recommendations (TensorRT developer guide, "Q/DQ Layer-Placement Recommendations") and ONNX
-Runtime's TensorRT notes:
-
-* int8 activations, symmetric (zero point 0); int8 weights, per-channel, symmetric, 8-bit;
-* a Q/DQ pair on the activation input of every Conv/Gemm/MatMul and on both inputs of every
-  residual Add (tensor + tensor), one pair per consumer (TensorRT cannot share a pair);
-* no Q/DQ on the outputs of those ops, nor around pointwise activations (Relu, Clip, Sigmoid,
-  HardSigmoid, SiLU's Mul), pooling, reshapes: TensorRT fuses activations into the preceding
-  convolution and propagates Q/DQ through pooling itself, and a Q/DQ pair in between would split
-  those fusions;
-* biases stay float: TensorRT's ONNX parser rejects a DequantizeLinear of int32
-  (onnx/onnx-tensorrt#850, microsoft/onnxruntime#14229) and quantizes the bias itself.
+The ``tensorrt`` target's Q/DQ ONNX is NVIDIA ModelOpt's (modelopt_tensorrt.py), not a layout
+of this module.
 """
 
 from __future__ import annotations
@@ -61,8 +50,7 @@ from edgecnn.quantize.calibration_table import (
 __all__ = ["CALIBRATION_METHODS", "LAYOUTS", "QuantizeInfo", "calibrate_onnx",
            "prepare_for_quantization", "quantize_prepared", "quantize_static_onnx"]
 
-LAYOUTS = ("onnxruntime", "tensorrt")
-TENSORRT_WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+LAYOUTS = ("onnxruntime",)
 
 
 @dataclass
@@ -78,11 +66,14 @@ class QuantizeInfo:
     rewrites: list[str] = field(default_factory=list)
     excluded_nodes: list[str] = field(default_factory=list)
     table: CalibrationTable | None = None
+    # tensorrt target: how many activation scales came from the table / ModelOpt's calibration
+    activation_scales: dict[str, int] | None = None
     # the calibration data's manifest hash where no table records it (NNCF calibrates itself)
     calibration_manifest_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "table"}
+        out = {k: v for k, v in asdict(self).items() if k != "table"
+               and not (k == "activation_scales" and v is None)}  # tensorrt target only
         out["path"] = str(self.path)
         if self.table is not None:
             out["calibration_table_sha256"] = self.table.sha256
@@ -163,7 +154,8 @@ def quantize_static_onnx(
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     if layout not in LAYOUTS:
         raise EdgeCNNError(f"quantization layout {layout!r} is not valid; use one of "
-                           f"{', '.join(LAYOUTS)}")
+                           f"{', '.join(LAYOUTS)} (the tensorrt target quantizes with ModelOpt: "
+                           "edgecnn.quantize.modelopt_tensorrt)")
     if table is None and method not in CALIBRATION_METHODS:
         raise EdgeCNNError(f"quantize.calibration.method {method!r} is not valid; use one of "
                            f"{', '.join(CALIBRATION_METHODS)}")
@@ -209,16 +201,16 @@ def quantize_prepared(
 
     from edgecnn.quantize.cpu_features import choose_reduce_range
 
-    tensorrt = layout == "tensorrt"
+    if layout not in LAYOUTS:
+        raise EdgeCNNError(f"quantization layout {layout!r} is not valid; use one of "
+                           f"{', '.join(LAYOUTS)}")
     model = onnx.load(str(prepared), load_external_data=False)
     names = {n.name for n in model.graph.node}
     unknown = [n for n in exclude_nodes if n not in names]
     if unknown:
         raise EdgeCNNError(f"nodes to keep in float {unknown[:3]} are not in the prepared "
                            f"graph of {metadata_from or prepared}")
-    if tensorrt:
-        per_channel, reduce_range, reason = True, False, "TensorRT: 8-bit symmetric weights"
-    elif reduce_range is None:
+    if reduce_range is None:
         choice = choose_reduce_range()
         reduce_range, reason = choice.reduce_range, choice.reason
     else:
@@ -228,12 +220,6 @@ def quantize_prepared(
     # same — identical outputs and kernels, checked on ResNet-20 and MobileNet v2 — but every
     # tensor keeps its float meaning, so a layer returned to float can read its real input.
     options: dict[str, Any] = {"QDQKeepRemovableActivations": True}
-    nodes_to_quantize = None
-    if tensorrt:
-        nodes_to_quantize = _tensorrt_nodes(model)
-        options = {"ActivationSymmetric": True, "WeightSymmetric": True,
-                   "DedicatedQDQPair": True, "QuantizeBias": False,
-                   "OpTypesToExcludeOutputQuantization": [*TENSORRT_WEIGHTED_OPS, "Add"]}
     int8_path = Path(int8_path)
     work = Path(tempfile.mkdtemp(dir=int8_path.parent, prefix=".quantize-"))
     try:
@@ -244,33 +230,28 @@ def quantize_prepared(
             quantize_static(
                 str(prepared), str(output), None, calibration_cache_path=str(cache),
                 quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QInt8 if tensorrt else QuantType.QUInt8,
+                activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8, per_channel=per_channel,
                 reduce_range=reduce_range,
                 calibrate_method=table.tensors_data().calibration_method,
-                nodes_to_quantize=nodes_to_quantize, nodes_to_exclude=list(exclude_nodes),
+                nodes_to_exclude=list(exclude_nodes),
                 extra_options=options)
         except (ValueError, RuntimeError) as exc:  # what ORT's quantizer raises for a graph
             # it cannot handle: name the model instead of a traceback deep inside it
             raise EdgeCNNError(f"ONNX Runtime cannot quantize {metadata_from or prepared}: "
                                f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-        if tensorrt:  # everything TensorRT is not asked to quantize reads float
-            wanted = set(nodes_to_quantize or []) - set(exclude_nodes)
-            _unshare_float_consumers(output, {n.name for n in model.graph.node
-                                              if n.name not in wanted})
-        elif exclude_nodes:  # a layer returned to float reads its inputs in float too
+        if exclude_nodes:  # a layer returned to float reads its inputs in float too
             _unshare_float_consumers(output, set(exclude_nodes))
-        rewrites = _int8_rewrites(output) if tuned and not tensorrt else []
+        rewrites = _int8_rewrites(output) if tuned else []
         _copy_metadata(metadata_from or prepared, output, layout)
         os.chmod(output, 0o644)
         os.replace(output, int8_path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     weights = "7-bit weights" if reduce_range else "8-bit weights"
-    scheme = "S8S8 symmetric, TensorRT layout" if tensorrt else "U8S8"
     return QuantizeInfo(int8_path, table.method, int(table.options.get("samples", 0)),
                         per_channel, reduce_range,
-                        f"onnxruntime {ort_version} quantize_static (QDQ, {scheme}, {weights})",
+                        f"onnxruntime {ort_version} quantize_static (QDQ, U8S8, {weights})",
                         layout, reason, rewrites, list(exclude_nodes), table)
 
 
@@ -287,27 +268,16 @@ def _int8_rewrites(path: Path) -> list[str]:
     return [f"HardSigmoid->int8 Add x{count}"]
 
 
-def _tensorrt_nodes(model) -> list[str]:
-    """Weighted ops, and Adds of two computed tensors (residual joins, not bias adds)."""
-    constants = {i.name for i in model.graph.initializer}
-    constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
-    return [n.name for n in model.graph.node
-            if n.op_type in TENSORRT_WEIGHTED_OPS
-            or (n.op_type == "Add" and len(n.input) == 2
-                and not any(i in constants for i in n.input))]
-
-
 def _unshare_float_consumers(path: Path, float_nodes: set[str]) -> None:
     """Give ``float_nodes`` their float inputs back.
 
     ONNX Runtime's quantizer rewires *every* consumer of a quantized tensor to the
-    DequantizeLinear output, even with DedicatedQDQPair and even for excluded nodes. For
-    TensorRT an op left in float (ResNet-20's shortcut Slice, a Relu) then shares a Conv's
-    pair, which TensorRT cannot fuse into the Conv. For the accuracy-aware fallback, a layer
-    "in float" would still see a quantized input, which measured on ResNet-20 left most of
-    the error in place (top-1 agreement with FP32 98.4% with every Conv excluded). The float
-    tensor still exists (the QuantizeLinear's input), so those consumers read it, and pairs
-    left without consumers are removed. No ONNX Runtime option does this.
+    DequantizeLinear output, even with DedicatedQDQPair and even for excluded nodes (so does
+    ModelOpt, which calls it: modelopt_tensorrt.py uses this too). For the accuracy-aware
+    fallback, a layer "in float" would still see a quantized input, which measured on
+    ResNet-20 left most of the error in place (top-1 agreement with FP32 98.4% with every Conv
+    excluded). The float tensor still exists (the QuantizeLinear's input), so those consumers
+    read it, and pairs left without consumers are removed. No ONNX Runtime option does this.
     """
     import onnx
 

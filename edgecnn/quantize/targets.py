@@ -4,12 +4,14 @@
 target         quantizer                                  artifact (what its runner loads)
 =============  =========================================  ==================================
 onnxruntime    ONNX Runtime quantize_static, CPU layout   Q/DQ .onnx (OnnxRuntimeRunner)
-tensorrt       ONNX Runtime quantize_static, TRT layout   Q/DQ .onnx (TensorRT builds it)
+tensorrt       NVIDIA ModelOpt ONNX PTQ (int8)            Q/DQ .onnx (TensorRT builds it)
 openvino       NNCF quantize on the OpenVINO model        IR .xml + .bin (OpenVINORunner)
 =============  =========================================  ==================================
 
 All three take the same normalised float32 NCHW calibration array and the same method name
-(minmax / entropy / percentile; see openvino_nncf.py for what each maps to in NNCF). Quantizing
+(minmax / entropy / percentile; see openvino_nncf.py and modelopt_tensorrt.py for what each
+maps to in NNCF and ModelOpt). The ONNX targets take their activation ranges from one
+calibration table (ModelOpt calibrates only what the table lacks). Quantizing
 for one backend and running on another is what made INT8 slower than FP32 (DESIGN.md), so the
 artifact records its layout (ONNX metadata ``int8_layout`` / IR rt_info).
 """
@@ -53,7 +55,8 @@ def quantize_for_target(
     above). ``table`` (a CalibrationTable or its file) applies to the ONNX targets only;
     ``reduce_range`` becomes NNCF's overflow fix for openvino; ``per_channel`` is fixed by the
     TensorRT and NNCF layouts (per-channel weights); ``percentile`` is the percentile method's
-    cut for openvino (the ONNX targets take theirs from the table)."""
+    cut for openvino and for the table the tensorrt target calibrates when given none (the
+    onnxruntime target takes its cut from the table)."""
     check_target(target)
     out_path = Path(out_path)
     if out_path.suffix != SUFFIX[target]:
@@ -71,9 +74,31 @@ def quantize_for_target(
                                  percentile=percentile or DEFAULT_PERCENTILE,
                                  overflow_fix=reduce_range, ignored_nodes=exclude_nodes,
                                  manifest=manifest)
+    if target == "tensorrt":
+        return _quantize_tensorrt(fp32_path, out_path, calibration, method=method, table=table,
+                                  exclude_nodes=exclude_nodes, manifest=manifest,
+                                  percentile=percentile)
     from edgecnn.quantize.onnxruntime_static import quantize_static_onnx
 
     return quantize_static_onnx(fp32_path, out_path, calibration, method=method,
                                 per_channel=per_channel, reduce_range=reduce_range,
                                 layout=target, table=table, exclude_nodes=exclude_nodes,
                                 manifest=manifest)
+
+
+def _quantize_tensorrt(fp32_path: Path, out_path: Path, calibration: np.ndarray | None, *,
+                       method: str, table: Any, exclude_nodes: tuple[str, ...],
+                       manifest: dict[str, Any] | None,
+                       percentile: float | None) -> QuantizeInfo:
+    """ModelOpt's Q/DQ ONNX with the scales of ``table``, calibrated here when none is given
+    (as the onnxruntime target does), so both ONNX targets get the same ranges either way."""
+    from edgecnn.quantize.calibration_table import DEFAULT_PERCENTILE
+    from edgecnn.quantize.modelopt_tensorrt import quantize_modelopt, require_modelopt
+    from edgecnn.quantize.onnxruntime_static import calibrate_onnx
+
+    require_modelopt()  # before a calibration that would be wasted
+    if table is None and calibration is not None and len(calibration):
+        table = calibrate_onnx(fp32_path, calibration, method=method, manifest=manifest,
+                               percentile=percentile or DEFAULT_PERCENTILE)
+    return quantize_modelopt(fp32_path, out_path, calibration, method=method, table=table,
+                             exclude_nodes=exclude_nodes)

@@ -107,3 +107,8 @@ def check_targets(recipe: Recipe) -> None:
             and recipe.quantize.method != "ptq"):
         raise EdgeCNNError("export.tensorrt.precisions has int8, which is built from the Q/DQ "
                            "ONNX of quantize.method: ptq; set it or drop int8")
+    if "tensorrt" in export.targets and "int8" in export.tensorrt.precisions:
+        # the Q/DQ ONNX is ModelOpt's: refuse before training, not at the quantize stage
+        from edgecnn.quantize.modelopt_tensorrt import require_modelopt
+
+        require_modelopt()

@@ -3,14 +3,17 @@
 For every model variant (dense, pruned) and every quantized target of the recipe:
 
 - ``onnxruntime``: ONNX Runtime's Q/DQ layout (``quantize/model.int8.onnx``);
-- ``tensorrt`` (when ``int8`` is among its precisions): TensorRT's explicit-quantization
-  layout (``model.int8.tensorrt.onnx``), which the compile stage builds an engine from;
+- ``tensorrt`` (when ``int8`` is among its precisions): NVIDIA TensorRT Model Optimizer's ONNX
+  PTQ (``model.int8.tensorrt.onnx``, :mod:`edgecnn.quantize.modelopt_tensorrt`), which the
+  compile stage builds an engine from; its activation scales are the calibration table's
+  wherever the table holds the tensor (the summary counts them: ``tensorrt_activation_scales``);
 - ``openvino``: NNCF's quantization of the OpenVINO model (``model.int8.xml`` + ``.bin``).
 
 All calibrate on the same train images (:func:`edgecnn.recipe.inputs.calibration_images`).
-The ONNX layouts share one calibration table per variant, saved under the recipe's name
+The ONNX targets share one calibration table per variant, saved under the recipe's name
 (``quantize/<name>.calibration.json``) and reusable with ``edgecnn build --calibration FILE``
-(the same scales again, with no calibration run).
+(the same scales again, with no ONNX Runtime calibration run; ModelOpt still calibrates the
+images for the tensorrt target, whose scales the table then replaces).
 
 ``quantize.max_accuracy_drop`` turns on the accuracy-aware mode: when full INT8 loses more top-1
 than that on the selection images (the val split, or train images outside the calibration set
@@ -61,6 +64,10 @@ def table_name(ctx: BuildContext, variant: str) -> str:
 
 def run_quantize(ctx: BuildContext, folder: Path) -> dict[str, Any]:
     cfg = ctx.recipe.quantize
+    if "tensorrt" in quantized_targets(ctx.recipe):  # before any calibration or file
+        from edgecnn.quantize.modelopt_tensorrt import require_modelopt
+
+        require_modelopt()
     calibration = calibration_images(ctx)
     manifest = calibration.manifest
     given = _given_table(ctx)
@@ -105,6 +112,9 @@ def run_quantize(ctx: BuildContext, folder: Path) -> dict[str, Any]:
             "calibration_indices_sha256": data.get("indices_sha256"),
             "calibration_table": str(cfg.calibration.table) if given is not None else None,
             "reduce_range": first.get("onnxruntime", {}).get("reduce_range"),
+            # per variant: activation scales set from the table / left to ModelOpt's calibration
+            "tensorrt_activation_scales": {v: r["tensorrt"]["activation_scales"]
+                                           for v, r in results.items() if "tensorrt" in r},
             "selection": selection.description if selection is not None else None,
             "variants": results, "artifacts": artifacts, "runs": runs}
 

@@ -120,3 +120,61 @@ def test_openvino_target_uses_nncf_accuracy_control(tmp_path, outlier_model, cif
                   if n.op_type == "Conv" and n.input[1].startswith("layer2.1.conv2"))
     assert [layer.split("/")[0] for layer in result.fallback_layers] == [reader]
     assert result.info.excluded_nodes == result.fallback_layers
+
+
+@pytest.fixture(scope="module")
+def tiny_outlier_model(tmp_path_factory):
+    """Three convolutions with an outlier channel planted in the second one's input, as in
+    ``outlier_model``: small enough for one ModelOpt run per ranked layer (seconds each)."""
+    from edgecnn.backends.onnxruntime_backend import OnnxRuntimeRunner
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 3, padding=1),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 10)).eval()
+    with torch.no_grad():
+        for layer in (model[0], model[2], model[4], model[7]):
+            layer.bias.zero_()  # random biases would fix the prediction to one class
+        model[0].weight[CHANNEL] *= SCALE
+        model[2].weight[:, CHANNEL] /= SCALE
+    path = tmp_path_factory.mktemp("tiny") / "fp32.onnx"
+    torch.onnx.export(model, (torch.randn(1, 3, 16, 16),), str(path), input_names=["input"],
+                      output_names=["logits"], opset_version=18, external_data=False,
+                      dynamic_shapes=({0: torch.export.Dim("batch")},))
+    rng = np.random.default_rng(0)
+
+    def draw(n: int) -> np.ndarray:  # noise plus a per-image colour: predictions then vary
+        return (rng.standard_normal((n, 3, 16, 16))
+                + 2 * rng.standard_normal((n, 3, 1, 1))).astype(np.float32)
+
+    calib, images = draw(16), draw(256)
+    fp32_predictions = OnnxRuntimeRunner(path).run(images).argmax(1)
+    assert len(np.unique(fp32_predictions)) >= 4  # an agreement that can drop
+
+    def agreement(onnx_path) -> float:
+        out = OnnxRuntimeRunner(onnx_path).run(images).argmax(1)
+        return 100.0 * float((out == fp32_predictions).mean())
+
+    return path, calib, agreement
+
+
+def test_tensorrt_target_falls_back_through_modelopt(tmp_path, tiny_outlier_model):
+    """The tensorrt target's fallback: ModelOpt's nodes_to_exclude, ranked the same way."""
+    pytest.importorskip("modelopt.onnx.quantization",
+                        reason="nvidia-modelopt is not installed (pip install 'edgecnn[tensorrt]')")
+    path, calib, agreement = tiny_outlier_model
+    result = quantize_with_accuracy_budget(
+        path, tmp_path / "int8.tensorrt.onnx", calib, agreement, max_accuracy_drop=2.0,
+        fp32_top1=100.0, layout="tensorrt")
+    graph = onnx.load(str(tmp_path / "int8.tensorrt.onnx")).graph
+    reader = next(n.name for n in graph.node if n.op_type == "Conv"
+                  and n.input[1].startswith("2."))
+    assert result.ptq_top1 < 90.0, "the planted outlier should hurt plain PTQ"
+    assert result.sensitivity[0][0] == reader and result.fallback_layers == [reader]
+    assert result.info.quantizer.startswith("ModelOpt") and result.drop <= 2.0
+    producers = {o: n for n in graph.node for o in n.output}
+    node = next(n for n in graph.node if n.name == reader)
+    assert producers[node.input[0]].op_type == "Relu"  # reads its input in float
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -1,23 +1,30 @@
-"""The ``tensorrt`` Q/DQ layout, checked on the graph: what TensorRT needs to build an INT8 engine.
+"""The ``tensorrt`` target's INT8 Q/DQ ONNX, checked against NVIDIA's own placement.
 
-TensorRT (explicit quantization) runs a layer in INT8 when Q/DQ say so, and fuses a DQ into the
-consumer and a Q into the producer. NVIDIA's placement recommendations (TensorRT developer
-guide, "Q/DQ Layer-Placement Recommendations") and its ONNX parser's limits give the rules
-checked here, on real CIFAR ResNet-20 weights, a ResNet-50 bottleneck network and MobileNet v2:
+The target quantizes with TensorRT Model Optimizer's ONNX PTQ (quantize/modelopt_tensorrt.py)
+and then sets activation scales from the build's calibration table. These tests check, on
+MobileNetV3-Large, EfficientNet-B0 and ResNet-50 (random weights, BatchNorm statistics
+randomised so folded convolutions carry biases), that:
 
-* every Conv/Gemm input is quantized: the activation through its own Q -> DQ pair, the weight
-  an int8 initializer dequantized per output channel (axis 0), symmetric (zero point 0);
-* both inputs of every residual Add are quantized (TensorRT then fuses the Add into the
-  convolution or runs it in INT8);
-* every activation quantizer is symmetric int8 (zero point 0), one scale;
-* Q/DQ appear nowhere else: not on the outputs of weighted ops nor around Relu/Clip/Sigmoid/
-  pooling/reshape (TensorRT fuses those itself; a Q/DQ in between splits the fusion), and no
-  pair is shared by two consumers (TensorRT cannot fuse a shared pair);
-* biases stay float: TensorRT's parser rejects DequantizeLinear of int32
-  (onnx/onnx-tensorrt#850).
+* Q/DQ sit exactly where a direct ``modelopt.onnx.quantization.quantize`` run on the same graph
+  puts them, node by node and input by input (so nothing edgecnn does afterwards moves one);
+* the placement is NVIDIA's (the rules ModelOpt 0.47 applies, written out so that a change
+  shows): residual Adds quantized on the skip input only, so TensorRT fuses the Add into the
+  branch's convolution; the classifier Gemm float (GEMV at batch 1); squeeze-excite Muls
+  quantized on both inputs; weights per channel, symmetric, biases float;
+* the activation scales are the table's (a table with doubled ranges doubles them), and with
+  minmax on the same images the table's scales equal ModelOpt's own max calibration.
+
+``pytest -s`` prints the per-op, per-role table. The models run at 64x64 here to fit the test
+budget (placement does not depend on the resolution: ModelOpt's rules look at channels, kernel
+shapes and graph structure); benchmarks/tensorrt_placement.py prints the table for these and
+MobileNetV2 at 224.
 """
 
 from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import sys
 
 import numpy as np
 import onnx
@@ -25,15 +32,20 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from edgecnn.export.onnx_export import export_onnx
-from edgecnn.models import create_model
-from edgecnn.quantize.onnxruntime_static import quantize_static_onnx
+from edgecnn.errors import EdgeCNNError
+from edgecnn.quantize.qdq_placement import format_table, placement, role_table
 
-WEIGHTED = ("Conv", "Gemm", "MatMul")
-RESNET20 = "weights/cifar10-resnet/resnet20-12fca82f.th"
+# MobileNetV2 is in benchmarks/tensorrt_placement.py only: its roles (Clip, residual Add,
+# classifier Gemm) are all among these three's, and four models at ~35 s each exceed the budget.
+MODELS = ("mobilenet_v3_large", "efficientnet_b0", "resnet50")
+RESOLUTION = 64
+SAMPLES = 4
+needs_modelopt = pytest.mark.skipif(
+    importlib.util.find_spec("modelopt") is None,
+    reason="nvidia-modelopt is not installed (pip install 'edgecnn[tensorrt]')")
 
 
-def _randomise_batchnorm(model: torch.nn.Module) -> None:
+def randomise_batchnorm(model: torch.nn.Module) -> None:
     """Trained-like BatchNorm statistics, so the folded convolutions carry biases."""
     torch.manual_seed(0)
     for m in model.modules():
@@ -43,132 +55,185 @@ def _randomise_batchnorm(model: torch.nn.Module) -> None:
             m.bias.data.normal_(0, 0.2)
 
 
-def _resnet50_blocks():
-    """ResNet-50's bottleneck (1x1-3x3-1x1, projection and identity shortcuts, 7x7 stem,
-    max-pool), two blocks in the first stage and one in the others: the block structure at a
-    test's cost."""
-    from edgecnn.models.resnet import Bottleneck, ResNet
+def build_pair(name: str, folder, resolution: int, samples: int):
+    """(FP32 export, tensorrt target's INT8, direct ModelOpt INT8, calibration images, info).
+    The direct run is ModelOpt's ``quantize`` alone, with the target's arguments, in a child
+    process as the target runs it (ModelOpt patches ONNX Runtime's quantizer process-wide, which
+    would change the other tests of this session)."""
+    from edgecnn.export.onnx_export import export_onnx
+    from edgecnn.models import create_model
+    from edgecnn.quantize.modelopt_tensorrt import run_modelopt
+    from edgecnn.quantize.targets import quantize_for_target
 
-    model = ResNet(Bottleneck, [2, 1, 1, 1], num_classes=10)
-    model.card = create_model("resnet18", num_classes=10).card
-    return model
-
-
-@pytest.fixture(scope="module", params=["resnet20", "resnet50_blocks", "mobilenet_v2"])
-def tensorrt_qdq(request, tmp_path_factory, shared, cifar_test_split):
-    from edgecnn.data.eval_batches import normalize_nchw
-
-    arch = request.param
-    if arch == "resnet20":
-        model, resolution = create_model(arch, pretrained=str(shared / RESNET20),
-                                         num_classes=10), 32
-    elif arch == "resnet50_blocks":
-        model, resolution = _resnet50_blocks(), 64
-        _randomise_batchnorm(model)
-    else:
-        model, resolution = create_model(arch, num_classes=10, cifar_stem=True), 32
-        _randomise_batchnorm(model)
-    folder = tmp_path_factory.mktemp(arch)
-    export_onnx(model.eval(), folder / "fp32.onnx", resolution)
-    images = cifar_test_split.images[:32]
-    if resolution != 32:
-        images = images.repeat(resolution // 32, axis=1).repeat(resolution // 32, axis=2)
-    calib = normalize_nchw(images, model.card.mean, model.card.std)
-    quantize_static_onnx(folder / "fp32.onnx", folder / "int8.onnx", calib, layout="tensorrt")
-    return onnx.load(str(folder / "int8.onnx")).graph
+    model = create_model(name).eval()
+    randomise_batchnorm(model)
+    fp32 = folder / "fp32.onnx"
+    export_onnx(model, fp32, resolution)
+    images = np.random.default_rng(0).standard_normal(
+        (samples, 3, resolution, resolution)).astype(np.float32)
+    target = folder / "model.int8.tensorrt.onnx"
+    info = quantize_for_target("tensorrt", fp32, target, images, method="minmax")
+    direct = folder / "direct.onnx"
+    run_modelopt(fp32, direct, images, "max")
+    return fp32, target, direct, images, info
 
 
-def _index(graph):
+@pytest.fixture(scope="module", params=MODELS)
+def pair(request, tmp_path_factory):
+    pytest.importorskip("modelopt.onnx.quantization",
+                        reason="nvidia-modelopt is not installed (pip install 'edgecnn[tensorrt]')")
+    folder = tmp_path_factory.mktemp(request.param)
+    return (request.param, *build_pair(request.param, folder, RESOLUTION, SAMPLES))
+
+
+TABLES: dict[str, dict] = {}
+
+
+@needs_modelopt
+def test_qdq_sit_exactly_where_modelopt_puts_them(pair):
+    name, _, target, direct, _, _ = pair
+    ours, theirs = placement(target), placement(direct)
+    assert ours.keys() == theirs.keys()
+    differ = {n: (ours[n], theirs[n]) for n in ours if ours[n] != theirs[n]}
+    assert not differ, f"{len(differ)} nodes differ, e.g. {list(differ.items())[:3]}"
+    TABLES[name] = {"tensorrt target": role_table(ours), "ModelOpt direct": role_table(theirs)}
+    print(f"\n{format_table({name: TABLES[name]})}")
+
+
+@needs_modelopt
+def test_placement_follows_nvidias_rules(pair):
+    _, _, target, _, _, _ = pair
+    nodes = placement(target)
+    table = role_table(nodes)
+    for (op, role), (dq, total) in table.items():
+        if op in ("Conv",) and role in ("act", "weight"):
+            assert dq == total, f"{op} {role}: {dq}/{total} quantized"
+        if role in ("bias", "branch", "proj.main", "swish.x", "swish.gate"):
+            assert dq == 0, f"{op} {role}: {dq}/{total} quantized, TensorRT fuses these"
+        if role in ("skip", "proj.shortcut", "se.x", "se.gate"):
+            assert dq == total, f"{op} {role}: {dq}/{total} quantized"
+        if op == "Gemm":  # the classifier: GEMV at batch 1, which TensorRT runs faster float
+            assert dq == 0, f"Gemm {role}: {dq}/{total}"
+    assert any(role == "skip" for _, role in table), "every model here has residual Adds"
+
+
+@needs_modelopt
+def test_weights_per_channel_symmetric_and_activations_int8(pair):
+    _, _, target, _, _, _ = pair
+    graph = onnx.load(str(target)).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    return inits, producer, consumers
+    producer = {o: n for n in graph.node for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert convs
+    for conv in convs:
+        dq = producer[conv.input[1]]
+        q = producer[dq.input[0]]
+        assert q.op_type == "QuantizeLinear" and q.input[0] in inits, conv.name
+        weight, scale = inits[q.input[0]], inits[q.input[1]]
+        assert scale.shape == (weight.shape[0],), conv.name  # one scale per output channel
+        assert inits[q.input[2]].dtype == np.int8 and not inits[q.input[2]].any(), conv.name
+    for q in (n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits):
+        assert inits[q.input[2]].dtype == np.int8 and not inits[q.input[2]].any(), q.name
+        assert inits[q.input[1]].size == 1 and inits[q.input[1]].dtype == np.float32, q.name
 
 
-def _attr(node, name, default):
-    return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name),
-                default)
+@needs_modelopt
+def test_scales_come_from_the_table_and_match_modelopts_max(pair, tmp_path):
+    from edgecnn.quantize.modelopt_tensorrt import quantized_tensors
+    from edgecnn.quantize.onnxruntime_static import calibrate_onnx
+    from edgecnn.quantize.targets import quantize_for_target
+
+    name, fp32, target, direct, images, info = pair
+    ours, theirs = quantized_tensors(target), quantized_tensors(direct)
+    assert info.activation_scales == {"from_table": len(ours), "from_modelopt": 0}
+    assert ours.keys() == theirs.keys()
+    for tensor, scale in ours.items():  # same images, minmax = max: the same scale
+        assert scale == pytest.approx(theirs[tensor], rel=1e-6), tensor
+    if name != MODELS[0]:
+        return
+    # a table with other ranges gives other scales: the table, not ModelOpt, decides them
+    table = calibrate_onnx(fp32, images, method="minmax")
+    table.ranges = {k: (2 * lo, 2 * hi) for k, (lo, hi) in table.ranges.items()}
+    del table.ranges[next(iter(ours))]  # one tensor the table lacks: ModelOpt's scale
+    doubled = quantize_for_target("tensorrt", fp32, tmp_path / "m.int8.tensorrt.onnx", images,
+                                  table=table)
+    assert doubled.activation_scales == {"from_table": len(ours) - 1, "from_modelopt": 1}
+    scales = quantized_tensors(doubled.path)
+    first = next(iter(ours))
+    assert scales[first] == pytest.approx(ours[first], rel=1e-6)
+    for tensor in list(ours)[1:]:
+        assert scales[tensor] == pytest.approx(2 * ours[tensor], rel=1e-6), tensor
 
 
-def test_every_weighted_op_takes_a_dedicated_activation_pair_and_per_channel_weights(
-        tensorrt_qdq):
-    inits, producer, consumers = _index(tensorrt_qdq)
-    layers = [n for n in tensorrt_qdq.node if n.op_type in WEIGHTED]
-    assert layers
-    for node in layers:
-        act, weight = producer.get(node.input[0]), producer.get(node.input[1])
-        assert act is not None and act.op_type == "DequantizeLinear", node.name
-        assert producer[act.input[0]].op_type == "QuantizeLinear", node.name
-        assert consumers[act.output[0]] == [node], f"{node.name}: shared activation pair"
-        assert weight is not None and weight.op_type == "DequantizeLinear", node.name
-        q_weight, scale = inits[weight.input[0]], inits[weight.input[1]]
-        zero = inits[weight.input[2]]
-        assert q_weight.dtype == np.int8 and zero.dtype == np.int8 and not zero.any(), node.name
-        assert np.abs(q_weight.astype(np.int32)).max() <= 127, node.name  # symmetric range
-        if node.op_type == "Conv":  # one scale per output channel, along axis 0
-            assert scale.shape == (q_weight.shape[0],), node.name
-            assert _attr(weight, "axis", 1) == 0, node.name
-
-
-def test_biases_stay_float(tensorrt_qdq):
-    inits, producer, _ = _index(tensorrt_qdq)
-    biased = [n for n in tensorrt_qdq.node if n.op_type in WEIGHTED and len(n.input) > 2]
-    assert biased, "the fixture models should have folded biases"
-    for node in biased:
-        assert node.input[2] in inits and node.input[2] not in producer, node.name
-        assert inits[node.input[2]].dtype == np.float32, node.name
-
-
-def test_both_inputs_of_residual_adds_are_quantized(tensorrt_qdq):
-    inits, producer, _ = _index(tensorrt_qdq)
-    adds = [n for n in tensorrt_qdq.node if n.op_type == "Add"
-            and not any(i in inits for i in n.input)]   # tensor + tensor: a residual join
-    assert adds
-    for node in adds:
-        for name in node.input:
-            dq = producer[name]
-            assert dq.op_type == "DequantizeLinear", node.name
-            assert producer[dq.input[0]].op_type == "QuantizeLinear", node.name
-
-
-def test_activation_quantizers_are_symmetric_int8_per_tensor(tensorrt_qdq):
-    inits, _, _ = _index(tensorrt_qdq)
-    quantizers = [n for n in tensorrt_qdq.node if n.op_type == "QuantizeLinear"]
-    assert quantizers
-    for node in quantizers:
-        zero, scale = inits[node.input[2]], inits[node.input[1]]
-        assert zero.dtype == np.int8 and not zero.any(), node.name
-        assert scale.size == 1 and scale.item() > 0, node.name
-
-
-def test_no_qdq_where_tensorrt_cannot_fuse(tensorrt_qdq):
-    _, _, consumers = _index(tensorrt_qdq)
-    for node in tensorrt_qdq.node:
-        if node.op_type == "QuantizeLinear":
-            users = consumers[node.output[0]]
-            assert [u.op_type for u in users] == ["DequantizeLinear"], node.name
-        elif node.op_type == "DequantizeLinear":
-            users = consumers[node.output[0]]
-            assert len(users) == 1, f"{node.name} is shared by {len(users)} consumers"
-            assert users[0].op_type in (*WEIGHTED, "Add"), \
-                f"{node.name} feeds {users[0].op_type} {users[0].name}"
-
-
-def test_the_layout_runs_and_agrees_with_fp32(tmp_path, shared, cifar_test_split):
-    """Numerically sound too (ONNX Runtime runs the same Q/DQ graph in float): the real
-    ResNet-20 agrees with its FP32 self on most test images."""
+@needs_modelopt
+def test_runs_in_onnx_runtime_close_to_fp32(pair):
     from edgecnn.backends.onnxruntime_backend import OnnxRuntimeRunner
-    from edgecnn.data.eval_batches import normalize_nchw
 
-    model = create_model("resnet20", pretrained=str(shared / RESNET20), num_classes=10)
-    export_onnx(model, tmp_path / "fp32.onnx", 32)
-    calib = normalize_nchw(cifar_test_split.images[:64], model.card.mean, model.card.std)
-    quantize_static_onnx(tmp_path / "fp32.onnx", tmp_path / "trt.onnx", calib,
-                         layout="tensorrt")
-    x = normalize_nchw(cifar_test_split.images[1000:1500], model.card.mean, model.card.std)
-    fp32 = OnnxRuntimeRunner(tmp_path / "fp32.onnx").run(x).argmax(1)
-    int8 = OnnxRuntimeRunner(tmp_path / "trt.onnx").run(x).argmax(1)
-    assert (fp32 == int8).mean() > 0.95
+    _, fp32, target, _, images, _ = pair
+    ref = OnnxRuntimeRunner(fp32).run(images).astype(np.float64)
+    out = OnnxRuntimeRunner(target).run(images).astype(np.float64)
+    cos = (ref * out).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(out, axis=1)
+    assert cos.min() > 0.98
+
+
+@needs_modelopt
+def test_excluded_layers_read_float_and_unknown_names_are_refused(pair, tmp_path):
+    from edgecnn.quantize.targets import quantize_for_target
+
+    name, fp32, target, _, images, _ = pair
+    if name != MODELS[0]:
+        return  # once is enough
+    convs = [n for n, (op, _) in placement(target).items() if op == "Conv"]
+    keep = convs[5]
+    out = tmp_path / "fallback.int8.tensorrt.onnx"
+    info = quantize_for_target("tensorrt", fp32, out, images, exclude_nodes=(keep,))
+    nodes = placement(out)
+    assert info.excluded_nodes == [keep]
+    assert set(nodes[keep][1].values()) <= {"float", "const"}, nodes[keep]
+    assert all(nodes[c][1]["act"] == "dq" for c in convs if c != keep)
+    with pytest.raises(EdgeCNNError, match="not in"):
+        quantize_for_target("tensorrt", fp32, tmp_path / "x.onnx", images,
+                            exclude_nodes=("no_such_node",))
+    assert not (tmp_path / "x.onnx").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".modelopt-")]
+
+
+@needs_modelopt
+def test_onnx_runtime_quantization_is_unchanged_after_the_tensorrt_target(pair):
+    """ModelOpt patches ONNX Runtime's calibrators and QDQ registry in its process; the target
+    runs it in a child, so the onnxruntime target's calibration here is what it was."""
+    from edgecnn.quantize.onnxruntime_static import calibrate_onnx, calibration_op_types
+
+    name, fp32, _, _, images, info = pair
+    if name != MODELS[0]:
+        return  # once is enough
+    assert "Concat" in calibration_op_types() and "Relu" in calibration_op_types()
+    again = calibrate_onnx(fp32, images, method="minmax")
+    assert again.ranges and again.ranges == info.table.ranges
+
+
+def test_missing_modelopt_is_one_error_naming_the_package(monkeypatch, tmp_path):
+    from edgecnn.quantize.modelopt_tensorrt import require_modelopt
+    from edgecnn.quantize.targets import quantize_for_target
+
+    monkeypatch.setitem(sys.modules, "modelopt.onnx.quantization", None)  # import fails
+    with pytest.raises(EdgeCNNError, match=r"nvidia-modelopt.*pip install 'edgecnn\[tensorrt\]'"):
+        require_modelopt()
+    with pytest.raises(EdgeCNNError, match="nvidia-modelopt"):
+        quantize_for_target("tensorrt", tmp_path / "fp32.onnx", tmp_path / "m.onnx",
+                            np.zeros((1, 3, 8, 8), np.float32))
+
+
+@needs_modelopt
+def test_modelopt_imports_beside_the_cpu_onnxruntime():
+    """The tensorrt extra (not nvidia-modelopt[onnx]) keeps the CPU onnxruntime: no
+    onnxruntime-gpu distribution is installed, and ModelOpt's ONNX PTQ and AutoCast import."""
+    import modelopt.onnx.autocast
+    import modelopt.onnx.quantization  # noqa: F401
+    import onnxruntime
+
+    names = {d.metadata["Name"].lower() for d in importlib.metadata.distributions()}
+    assert "onnxruntime" in names
+    assert not {"onnxruntime-gpu", "onnxruntime_gpu"} & names
+    assert importlib.metadata.version("nvidia-modelopt").startswith("0.47.")
+    assert "CPUExecutionProvider" in onnxruntime.get_available_providers()
