@@ -30,6 +30,13 @@ class InputSpec:
             raise EdgeCNNError(f"{artifact} takes input {self.shape}, got {batch.shape}")
 
 
+def run_failure(artifact: str, backend: str, exc: Exception) -> EdgeCNNError:
+    """A runtime that loaded a file but cannot compute it (a corrupt or inconsistent graph:
+    shapes that disagree, a weight of the wrong size) says so in one line naming the file."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return EdgeCNNError(f"{backend} cannot run {artifact}: {first[:300]}")
+
+
 @runtime_checkable
 class Runner(Protocol):
     backend: str

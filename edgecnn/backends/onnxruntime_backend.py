@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.backends.base import InputSpec
+from edgecnn.backends.base import InputSpec, run_failure
 from edgecnn.errors import EdgeCNNError
 
 
@@ -46,5 +46,8 @@ class OnnxRuntimeRunner:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         self._spec.check(batch, self.path.name)
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch,
-                                                                            np.float32)})[0]
+        try:
+            return self.session.run(None, {self.input_name: np.ascontiguousarray(batch,
+                                                                                np.float32)})[0]
+        except Exception as exc:  # ORT's own Fail/RuntimeException types, for a corrupt graph
+            raise run_failure(self.path.name, "ONNX Runtime", exc) from None

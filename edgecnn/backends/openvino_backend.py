@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.backends.base import InputSpec
+from edgecnn.backends.base import InputSpec, run_failure
 from edgecnn.errors import EdgeCNNError
 
 SUFFIXES = (".onnx", ".xml")
@@ -82,7 +82,10 @@ class OpenVINORunner:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         self._spec.check(batch, self.path.name)
-        self.request.infer({0: np.ascontiguousarray(batch, np.float32)})
+        try:
+            self.request.infer({0: np.ascontiguousarray(batch, np.float32)})
+        except RuntimeError as exc:  # OpenVINO's shape inference of a corrupt IR, at run time
+            raise run_failure(self.path.name, "OpenVINO", exc) from None
         # The output tensor's memory is reused by the next inference: copy it out.
         return self.request.get_output_tensor(0).data.copy()
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn._optional import installed_version
-from edgecnn.backends.base import InputSpec
+from edgecnn.backends.base import InputSpec, run_failure
 from edgecnn.errors import EdgeCNNError
 
 
@@ -137,9 +137,12 @@ class TFLiteRunner:
             scale, zero, dtype = self._in_quant
             info = np.iinfo(dtype)
             x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
-        self.interpreter.set_tensor(self._input["index"], np.ascontiguousarray(x))
-        self.interpreter.invoke()
-        y = self.interpreter.get_tensor(self._output["index"])
+        try:
+            self.interpreter.set_tensor(self._input["index"], np.ascontiguousarray(x))
+            self.interpreter.invoke()
+            y = self.interpreter.get_tensor(self._output["index"])
+        except (RuntimeError, ValueError) as exc:  # the interpreter's errors for a bad model
+            raise run_failure(self.path.name, "LiteRT", exc) from None
         if self._out_quant is not None:
             scale, zero, _ = self._out_quant
             return (y.astype(np.float32) - zero) * scale

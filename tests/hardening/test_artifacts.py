@@ -138,3 +138,28 @@ def test_a_tensorrt_sidecar_that_is_a_folder_is_an_engine_mismatch(tmp_path):
     sidecar_path(engine).mkdir()
     with pytest.raises(EngineMismatch, match="unreadable"):
         read_sidecar(engine)
+
+
+def _broadcast_trap_onnx(path: Path) -> Path:
+    """A graph that loads, runs at batch 1 or 2 and cannot compute batch 3 (its constant has a
+    batch of 2): what corrupt shape constants do to a real model (found by the fuzz test)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    constant = numpy_helper.from_array(np.ones((2, 3, 1, 1), np.float32), "c")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["input", "c"], ["sum"]),
+         helper.make_node("GlobalAveragePool", ["sum"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["logits"])], "trap",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)], [constant])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_a_graph_that_fails_at_run_time_exits_2(cli, tmp_path, backend):
+    onnx = _broadcast_trap_onnx(tmp_path / "trap.onnx")
+    args = ("--batch", "3", "--iterations", "1", "--seconds", "0", "--warmup", "0")
+    assert_user_error(cli("bench", onnx, "--backend", backend, *args), "cannot run trap.onnx")
