@@ -49,8 +49,8 @@ DERANDOMIZE = os.environ.get("CI") == "true"
 # FUZZ_EXAMPLES=N runs N examples of each instead (e.g. a long hunt on a free machine).
 _COMMON = dict(deadline=None, derandomize=DERANDOMIZE, database=None,
                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-RECIPE_SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 200)), **_COMMON)
-ARTIFACT_SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 100)), **_COMMON)
+RECIPE_SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 120)), **_COMMON)
+ARTIFACT_SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 50)), **_COMMON)
 
 
 def _paths(node, prefix=()):
@@ -118,7 +118,7 @@ def test_mutated_recipes_give_exit_0_or_a_clear_exit_2(capsys, tmp_path_factory,
 
 
 @pytest.mark.skipif(not CALIBRATION_SETS, reason="no definitions in calibration/")
-@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 60)), **_COMMON)
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 30)), **_COMMON)
 @given(case=mutated_yaml(CALIBRATION_SETS))
 def test_mutated_calibration_sets_give_exit_0_or_a_clear_exit_2(capsys, tmp_path_factory,
                                                                 case):
