@@ -72,17 +72,14 @@ def tiny_recipe(tmp_path, tiny_recipe_text) -> Path:
 
 def build_tiny(folder: Path, dataset: Path, *overrides: str) -> Path:
     """A finished tiny build (tests/helpers.py's recipe) in ``folder``/run; returns the run."""
-    import subprocess
-    import sys
+    from tests.helpers import build
 
     folder.mkdir(parents=True, exist_ok=True)
     recipe = folder / "r.yaml"
     recipe.write_text(TINY_RECIPE.format(dataset=dataset))
     run = folder / "run"
-    argv = [sys.executable, "-m", "edgecnn.cli", "build", str(recipe), "--out", str(run)]
-    for override in overrides:
-        argv += ["--set", override]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    sets = [arg for override in overrides for arg in ("--set", override)]
+    result = build(str(recipe), "--out", str(run), *sets)
     assert result.returncode == 0, result.stderr[-3000:]
     return run
 

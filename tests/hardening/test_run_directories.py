@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +12,7 @@ import pytest
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.rundir import MARKER, RunDirectory
-from tests.hardening.conftest import assert_user_error, snapshot
-from tests.helpers import TINY_RECIPE
+from tests.hardening.conftest import assert_user_error, build_tiny, snapshot
 
 
 def _stage_folders_finished(run: Path, users: tuple[str, ...] = ()) -> None:
@@ -29,14 +26,8 @@ def _stage_folders_finished(run: Path, users: tuple[str, ...] = ()) -> None:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, tiny_cifar_folder) -> tuple[Path, Path]:
     """(recipe, run directory) of one finished tiny build, copied by the tests that change it."""
-    root = tmp_path_factory.mktemp("finished")
-    recipe = root / "r.yaml"
-    recipe.write_text(TINY_RECIPE.format(dataset=tiny_cifar_folder))
-    run = root / "run"
-    result = subprocess.run([sys.executable, "-m", "edgecnn.cli", "build", str(recipe), "--out",
-                             str(run)], capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr
-    return recipe, run
+    run = build_tiny(tmp_path_factory.mktemp("finished"), tiny_cifar_folder)
+    return run.parent / "r.yaml", run
 
 
 @pytest.fixture
