@@ -161,7 +161,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     # what can be checked without the data: the architecture takes its options, targets agree
     check_model(recipe)
     check_targets(recipe)
-    print(f"recipe {args.recipe} is valid: {recipe.name} ({recipe.model.arch})")
+    print(f"recipe {args.recipe} is valid: {recipe.name} ({recipe.model.label})")
     return 0
 
 

@@ -2,7 +2,9 @@
 
 ``train`` and ``val`` are disjoint: when the dataset has no ``val`` folder, ``val_size`` images
 of the train folder, chosen by a seeded permutation, form it and are removed from ``train``.
-Calibration samples for quantization are drawn from ``train`` only, never from ``test``.
+Calibration samples for quantization are drawn from ``train`` by default; a dataset without one
+(an ImageNet-style val folder) calibrates on images of the evaluation split that are then left
+out of the evaluation (``ImageSet.overlap``).
 """
 
 from __future__ import annotations
@@ -27,12 +29,25 @@ class ImageSet:
     labels: np.ndarray
     classes: list[str]
     description: str
+    # Which files these are: the dataset folder and each image's index in its file list, so that
+    # two sets drawn from one folder by different carvings can be told apart image by image
+    # (calibration images are kept out of the images then evaluated).
+    folder: str | None = None
+    ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, indices: np.ndarray, description: str) -> ImageSet:
-        return ImageSet(self.images[indices], self.labels[indices], self.classes, description)
+        ids = None if self.ids is None else self.ids[indices]
+        return ImageSet(self.images[indices], self.labels[indices], self.classes, description,
+                        self.folder, ids)
+
+    def overlap(self, other: ImageSet) -> np.ndarray:
+        """Positions in this set of the images ``other`` holds too (same folder, same files)."""
+        if self.ids is None or other.ids is None or self.folder != other.folder:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(np.isin(self.ids, other.ids))
 
 
 def held_out_indices(n: int, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,6 +69,15 @@ def split_index(dataset: str, split: str) -> tuple[FolderIndex, Path]:
     return scan_folder(root / folder), root
 
 
+def has_split(dataset: str, split: str) -> bool:
+    """Whether ``split`` exists (a folder, or val carved from a train folder)."""
+    try:
+        split_index(dataset, split)
+    except EdgeCNNError:
+        return False
+    return True
+
+
 def load_split(
     dataset: str, split: str, *, size: int | None = None, val_size: int = 5000, seed: int = 0,
     resize: int | None = None,
@@ -62,7 +86,8 @@ def load_split(
     (default size/0.875) and centre-crops size x size."""
     index, root = split_index(dataset, split)
     images = decode_folder(index, size, resize)
-    full = ImageSet(images, index.labels, index.classes, f"{dataset}:{index.root.name}")
+    full = ImageSet(images, index.labels, index.classes, f"{dataset}:{index.root.name}",
+                    folder=str(index.root.resolve()), ids=np.arange(len(index)))
     carve = index.root.name == "train" and not (root / "val").is_dir() and split in ("train", "val")
     if not carve or val_size == 0:
         return full

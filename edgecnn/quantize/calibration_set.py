@@ -13,12 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.quantize.calibration_table import calibration_manifest, indices_sha256
+
+if TYPE_CHECKING:
+    from edgecnn.data.splits import ImageSet
 
 FOLDER = Path(__file__).resolve().parents[2] / "calibration"
 FIELDS = ("name", "dataset", "split", "samples", "seed", "val_size")
@@ -39,6 +42,7 @@ class CalibrationData:
     array: np.ndarray
     manifest: dict[str, Any]
     indices: np.ndarray
+    images: ImageSet  # the chosen images as decoded (which files they are: ImageSet.ids)
 
 
 def definition_path(name_or_path: str | Path) -> Path:
@@ -96,4 +100,5 @@ def calibration_data(definition: CalibrationSetDefinition, *, mean: Sequence[flo
         indices_sha256=indices_sha256(indices),
         resolution=resolution, mean=[float(m) for m in mean], std=[float(s) for s in std],
         normalisation="(x / 255 - mean) / std after the evaluation resize")
-    return CalibrationData(array, manifest, indices)
+    return CalibrationData(array, manifest, indices,
+                           split.subset(indices, f"calibration set {definition.name}"))

@@ -99,6 +99,10 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     for assignment in overrides:
         apply_override(data, assignment)
     try:
-        return Recipe.model_validate(data)
+        recipe = Recipe.model_validate(data)
     except ValidationError as exc:
         raise EdgeCNNError(format_validation_error(exc, str(path))) from None
+    if recipe.model.entry and recipe.model.search_path is None:
+        # the user's module sits beside the recipe that names it
+        recipe.model.search_path = str(path.resolve().parent)
+    return recipe

@@ -1,24 +1,24 @@
 """Checks of everything a recipe names outside itself, before a build creates anything.
 
-A missing dataset or weights file, a split that does not exist, more calibration samples than
-the train split holds, or an output folder that cannot be written each stop the build here, with
-one message, so no run directory is left behind.
+A missing dataset or weights file, a split that does not exist (training on a dataset without
+train), more calibration samples than their split holds, a model that does not build (an entry
+point that does not import, an ONNX file with two inputs), or an output folder that cannot be
+written each stop the build here, with one message, so no run directory is left behind.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from edgecnn.data.splits import split_index
+from edgecnn.data.splits import has_split, split_index
 from edgecnn.errors import EdgeCNNError
 from edgecnn.recipe.schema import Recipe
 from edgecnn.rundir import check_run_dir
-from edgecnn.settings import cache_dir
+from edgecnn.settings import cache_dir, resolve_path
 
 
 def preflight(recipe: Recipe, run_dir: Path) -> None:
     from edgecnn.models.checkpoints import read_state_dict
-    from edgecnn.train.trainer import resolve_path
 
     cache_dir()  # the build caches trainings and decoded images there: a file is refused
     check_model(recipe)
@@ -30,29 +30,22 @@ def preflight(recipe: Recipe, run_dir: Path) -> None:
         raise EdgeCNNError(f"data.eval_split is val, but dataset {d.dataset!r} has no val folder "
                            "and data.val_size is 0, so val would be the train images; set "
                            "data.val_size or evaluate on test")
-    calibrates = needs_calibration(recipe)
-    if recipe.train is not None or calibrates:
+    trains = [field for field, on in (
+        ("train", recipe.train is not None), ("prune", recipe.prune is not None),
+        ("quantize.method qat", recipe.quantize.method == "qat")) if on]
+    if trains:
+        if not has_split(d.dataset, "train"):
+            raise EdgeCNNError(f"{trains[0]} needs a train split, and dataset {d.dataset!r} has "
+                               f"none (only {', '.join(available_splits(d.dataset))}); drop "
+                               f"{trains[0]} to deploy the model as it is")
         train, _ = split_index(d.dataset, "train")
         available = len(train) - d.val_size
         if available < 1:
             raise EdgeCNNError(f"data.val_size {d.val_size} leaves no training images "
                                f"(the train folder holds {len(train)})")
-        samples = recipe.quantize.calibration.samples
-        if calibrates and not recipe.quantize.calibration.set and samples > available:
-            raise EdgeCNNError(
-                f"quantize.calibration.samples is {samples}, but the train split holds "
-                f"{available} images ({len(train)} minus data.val_size {d.val_size}); "
-                f"use at most {available}")
         check_batch_sizes(recipe, available)
-    if recipe.quantize.calibration.set:
-        from edgecnn.quantize.calibration_set import load_calibration_set
-
-        definition = load_calibration_set(recipe.quantize.calibration.set)
-        if definition.dataset != d.dataset:
-            raise EdgeCNNError(
-                f"quantize.calibration.set {recipe.quantize.calibration.set} draws from dataset "
-                f"{definition.dataset!r}, but data.dataset is {d.dataset!r}; calibrate on the "
-                "data the model is evaluated on (another set, or samples/seed instead of set)")
+    if needs_calibration(recipe):
+        check_calibration(recipe)
     if recipe.quantize.calibration.table:
         from edgecnn.quantize.calibration_table import load_calibration_table
 
@@ -61,11 +54,67 @@ def preflight(recipe: Recipe, run_dir: Path) -> None:
     check_run_dir(run_dir)
 
 
+def check_calibration(recipe: Recipe) -> None:
+    """The calibration images exist, and leave images to evaluate when they come from the
+    evaluation split (which then evaluates on the rest)."""
+    from edgecnn.recipe.inputs import calibration_split
+
+    d, cfg = recipe.data, recipe.quantize.calibration
+    if cfg.set:
+        from edgecnn.quantize.calibration_set import load_calibration_set
+
+        definition = load_calibration_set(cfg.set)
+        if definition.dataset != d.dataset:
+            raise EdgeCNNError(
+                f"quantize.calibration.set {cfg.set} draws from dataset "
+                f"{definition.dataset!r}, but data.dataset is {d.dataset!r}; calibrate on the "
+                "data the model is evaluated on (another set, or samples/seed instead of set)")
+        source, samples = definition.split, definition.samples
+    else:
+        source, samples = calibration_split(recipe), cfg.samples
+        if not has_split(d.dataset, source):
+            raise EdgeCNNError(f"quantize.calibration.split {source!r}: dataset {d.dataset!r} "
+                               f"has no such split; valid: "
+                               f"{', '.join(available_splits(d.dataset))}")
+    size = split_size(d.dataset, source, d.val_size)
+    if samples > size:
+        raise EdgeCNNError(f"quantize.calibration.samples is {samples}, but the {source} "
+                           f"split holds {size} images; use at most {size}")
+    if source == d.eval_split and samples >= split_size(d.dataset, d.eval_split, d.val_size):
+        raise EdgeCNNError(f"calibrating on {samples} images of the evaluation split "
+                           f"{d.eval_split!r} leaves none to evaluate on (calibration images "
+                           "are left out of the evaluation); calibrate on fewer")
+
+
+def split_size(dataset: str, split: str, val_size: int) -> int:
+    """Images in ``split`` as :func:`edgecnn.data.load_split` carves it (train minus val)."""
+    index, root = split_index(dataset, split)
+    carved = index.root.name == "train" and not (root / "val").is_dir() and val_size
+    if not carved or split not in ("train", "val"):
+        return len(index)
+    return len(index) - val_size if split == "train" else val_size
+
+
+def available_splits(dataset: str) -> list[str]:
+    return [s for s in ("train", "val", "test") if has_split(dataset, s)]
+
+
 def check_model(recipe: Recipe) -> None:
-    """The architecture takes the recipe's options (built on the meta device: no memory)."""
+    """The model builds with the recipe's options (a registered one on the meta device: no
+    memory); an entry point imports and returns a module; an ONNX file has one image input."""
+    m = recipe.model
+    if m.onnx:
+        from edgecnn.recipe.onnx_model import check_onnx_model
+
+        check_onnx_model(recipe)
+        return
+    if m.entry:
+        from edgecnn.train.trainer import build_model
+
+        build_model(recipe, m.num_classes or 1000, device="meta")
+        return
     from edgecnn.models import create_model
 
-    m = recipe.model
     try:
         create_model(m.arch, device="meta", **m.options, in_chans=m.in_chans,
                      cifar_stem=m.cifar_stem, separable=m.separable, resolution=m.resolution)
@@ -91,7 +140,7 @@ def check_batch_sizes(recipe: Recipe, available: int) -> None:
 
 
 def needs_calibration(recipe: Recipe) -> bool:
-    """Whether any quantizer of the build draws calibration images from the train split."""
+    """Whether any quantizer of the build draws calibration images."""
     tflite_int8 = "tflite" in recipe.export.targets and "int8" in recipe.export.tflite.precisions
     return recipe.quantize.method != "none" or tflite_int8
 

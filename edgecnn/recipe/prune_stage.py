@@ -40,7 +40,7 @@ def _step_fingerprint(ctx: BuildContext, step: int) -> str:
     or select the result, so changing them resumes the finished training instead of redoing
     it), the step, the model and data sections, and the dense weights' content."""
     from edgecnn.hashing import sha256_file
-    from edgecnn.train.trainer import resolve_path
+    from edgecnn.settings import resolve_path
 
     prune = ctx.recipe.prune.model_dump(mode="json", exclude={"max_accuracy_drop", "keep_dense"})
     if "train" in ctx.done:
@@ -121,7 +121,7 @@ def run_prune(ctx: BuildContext, folder: Path) -> dict[str, Any]:
     if cfg.method == "channels" and macs_after >= macs_before:
         raise EdgeCNNError("prune removed nothing: every prunable layer is at its minimum "
                            "width; lower prune.round_to or raise the target")
-    save_pruned(model, folder / WEIGHTS, {"arch": ctx.recipe.model.arch})
+    save_pruned(model, folder / WEIGHTS, {"arch": ctx.recipe.model.label})
     finetuned = [s["finetune"] for s in steps if "finetune" in s]
     summary = {
         "method": cfg.method, "params_before": params_before, "macs_before": macs_before,

@@ -121,7 +121,7 @@ def run_quantize(ctx: BuildContext, folder: Path) -> dict[str, Any]:
 
 def _given_table(ctx: BuildContext) -> CalibrationTable | None:
     from edgecnn.quantize.calibration_table import load_calibration_table
-    from edgecnn.train.trainer import resolve_path
+    from edgecnn.settings import resolve_path
 
     path = ctx.recipe.quantize.calibration.table
     return load_calibration_table(resolve_path(path)) if path else None

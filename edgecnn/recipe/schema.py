@@ -37,35 +37,92 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+ENTRY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+
+
 class ModelSection(Section):
-    arch: str = Field(description="architecture name, see `edgecnn models`")
+    """The model, from one of three sources: ``arch`` (a registered architecture), ``entry``
+    (the user's own function returning an ``nn.Module``) or ``onnx`` (a graph another tool made,
+    deployed as it is: nothing that needs the torch model applies to it)."""
+
+    arch: str | None = Field(None, description="architecture name, see `edgecnn models`")
+    entry: str | None = Field(
+        None, pattern=ENTRY_PATTERN, max_length=512,
+        description="package.module:function returning an nn.Module; the recipe's folder "
+                    "(or search_path) is on the import path")
+    kwargs: dict[str, Any] = Field(default_factory=dict,
+                                   description="entry: keyword arguments of the function")
+    search_path: str | None = Field(
+        None, max_length=4096, description="entry: the folder put first on the import path; "
+                                           "default: the recipe file's folder")
+    onnx: str | None = Field(
+        None, max_length=4096, description="an ONNX classifier (one NCHW input, [N, classes] "
+                                           "output); {shared} is the shared data folder")
     num_classes: int | None = Field(None, ge=1, le=100_000,
                                     description="default: the dataset's class count")
-    resolution: int | None = Field(None, ge=8, le=4096)
+    resolution: int | None = Field(None, ge=8, le=4096,
+                                   description="input size; required for entry and onnx "
+                                               "models that do not fix or declare it")
     pretrained: str | None = Field(
-        None, description="checkpoint to start from; {shared} is the shared data folder")
+        None, description="checkpoint to start from; {shared} is the shared data folder, "
+                          "package:MODULE/FILE a file inside an installed package")
     reset_classifier: bool = Field(False, description="a fresh classifier (transfer learning)")
     cifar_stem: bool = False
     separable: Literal["depthwise", "spatial"] | None = None
     in_chans: int = Field(3, ge=1, le=64)
     options: dict[str, Any] = Field(default_factory=dict, description="family options")
 
-    @field_validator("pretrained")
+    @field_validator("pretrained", "onnx")
     @classmethod
-    def _pretrained_template(cls, value: str | None) -> str | None:
-        return None if value is None else check_template(value, {"shared"}, "pretrained")
+    def _path_template(cls, value: str | None, info) -> str | None:
+        return None if value is None else check_template(value, {"shared"}, info.field_name)
 
     @field_validator("arch")
     @classmethod
-    def _known_arch(cls, value: str) -> str:
+    def _known_arch(cls, value: str | None) -> str | None:
         from edgecnn.errors import EdgeCNNError
         from edgecnn.models import get_spec
 
+        if value is None:
+            return value
         try:
             get_spec(value)
         except EdgeCNNError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSection:
+        given = [k for k in ("arch", "entry", "onnx") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of arch (a registered architecture), entry "
+                             "(package.module:function) and onnx (a file), got "
+                             f"{', '.join(given) or 'none'}")
+        source = given[0]
+        # options that only one source can honour: refused rather than silently ignored
+        only = {"options": "arch", "cifar_stem": "arch", "separable": "arch",
+                "kwargs": "entry", "search_path": "entry"}
+        for name, owner in only.items():
+            if name in self.model_fields_set and source != owner and getattr(self, name):
+                raise ValueError(f"{name} applies to model.{owner}, not to model.{source}")
+        if source == "onnx":
+            for name in ("pretrained", "reset_classifier", "num_classes"):
+                if name in self.model_fields_set and getattr(self, name):
+                    raise ValueError(f"{name} does not apply to model.onnx: the graph holds its "
+                                     "weights and classifier")
+        return self
+
+    @property
+    def source(self) -> str:
+        """'arch', 'entry' or 'onnx'."""
+        return "arch" if self.arch else "entry" if self.entry else "onnx"
+
+    @property
+    def label(self) -> str:
+        """How reports name the model's origin: the architecture, entry:..., onnx:FILE."""
+        if self.arch:
+            return self.arch
+        return f"entry:{self.entry}" if self.entry else f"onnx:{self.onnx}"
 
 
 class DataSection(Section):
@@ -225,9 +282,12 @@ class PruneSection(Section):
 class CalibrationSection(Section):
     method: Literal["minmax", "entropy", "percentile"] = Field(
         "minmax", description="how activation ranges are chosen from the samples")
-    samples: int = Field(512, ge=1, le=1_000_000, description="images drawn from the train "
-                                                             "split")
+    samples: int = Field(512, ge=1, le=1_000_000, description="images drawn from the split")
     seed: int = Field(0, ge=0, le=MAX_SEED)
+    split: str | None = Field(
+        None, description="the split samples are drawn from; default: train, or on a dataset "
+                          "without one, the evaluation split -- whose calibration images are "
+                          "then left out of the evaluation")
     set: str | None = Field(
         None, description="a calibration-set definition instead of samples/seed: a name from "
                           "the calibration/ folder (e.g. cifar10-train-512) or a YAML path")
@@ -245,10 +305,10 @@ class CalibrationSection(Section):
     @model_validator(mode="after")
     def _set_or_samples(self) -> CalibrationSection:
         # a definition names its own samples and seed: a second pair here would be ignored
-        given = sorted({"samples", "seed"} & self.model_fields_set)
+        given = sorted({"samples", "seed", "split"} & self.model_fields_set)
         if self.set and given:
-            raise ValueError(f"set names its own samples and seed; drop {' and '.join(given)} "
-                             "or drop set")
+            raise ValueError(f"set names its own split, samples and seed; drop "
+                             f"{' and '.join(given)} or drop set")
         return self
 
 
@@ -384,6 +444,25 @@ class Recipe(Section):
     @classmethod
     def _output_template(cls, value: str) -> str:
         return check_template(value, {"name"}, "output")
+
+    @model_validator(mode="after")
+    def _onnx_needs_no_torch_model(self) -> Recipe:
+        if self.model.onnx is None:
+            return self
+        needs = [("train", self.train is not None, "trains the torch model"),
+                 ("prune", self.prune is not None, "prunes the torch model"),
+                 ("quantize.method qat", self.quantize.method == "qat",
+                  "fine-tunes the torch model"),
+                 ("export.targets tflite", "tflite" in self.export.targets,
+                  "converts the torch model (litert-torch)"),
+                 ("benchmark.backends torch", "torch" in self.benchmark.backends,
+                  "times the torch model")]
+        for field, present, why in needs:
+            if present:
+                raise ValueError(f"model.onnx: {field} {why}, which an ONNX file does not "
+                                 "carry; drop it, or build from the model's code with "
+                                 "model.arch or model.entry")
+        return self
 
     @model_validator(mode="after")
     def _qat_keeps_sparsity(self) -> Recipe:

@@ -21,11 +21,11 @@ from edgecnn.atomic import atomic_write_json
 from edgecnn.errors import EdgeCNNError
 from edgecnn.recipe.inputs import (
     check_images,
+    evaluation_images,
     load_model,
     norm,
     rel,
     resolution,
-    split,
 )
 from edgecnn.recipe.pipeline import BuildContext, Stage
 from edgecnn.recipe.prune_stage import environment as prune_environment
@@ -40,28 +40,51 @@ from edgecnn.settings import cache_dir
 
 def run_model(ctx: BuildContext, folder: Path) -> dict[str, Any]:
     from edgecnn.data.splits import split_index
-    from edgecnn.profile import profile_model
-    from edgecnn.train.trainer import build_model
 
     index, _ = split_index(ctx.recipe.data.dataset, "train" if ctx.recipe.train is not None
                            else ctx.recipe.data.eval_split)
-    model = build_model(ctx.recipe, len(index.classes))
-    resolution = ctx.recipe.model.resolution or model.card.resolution
-    meta = model.to("meta")
-    profile = profile_model(meta, resolution)
-    card = {**model.card.to_dict(), "resolution": resolution, "params": profile.params,
-            "macs": profile.macs, "classes": index.classes}
+    if ctx.recipe.model.onnx:
+        from edgecnn.recipe.onnx_model import onnx_card
+
+        card = onnx_card(ctx.recipe, index.classes)
+    else:
+        card = _torch_card(ctx, index.classes)
     atomic_write_json(folder / "card.json", card)
-    ctx.console.print(f"  {card['name']}: {profile.params:,} params, {profile.macs:,} MACs at "
-                      f"{resolution}x{resolution}, {card['num_classes']} classes")
+    ctx.console.print(f"  {card['name']}: {card['params']:,} params, {card['macs']:,} MACs at "
+                      f"{card['resolution']}x{card['resolution']}, {card['num_classes']} classes")
     return {**card, "artifacts": {"card": rel(ctx, folder / "card.json")}}
 
 
-def _pretrained_input(ctx: BuildContext) -> list[Path]:
-    from edgecnn.train.trainer import resolve_path
+def _torch_card(ctx: BuildContext, classes: list[str]) -> dict[str, Any]:
+    """The card of a registered or entry-point model; params and MACs from the profiler."""
+    from edgecnn.profile import profile_model
+    from edgecnn.train.trainer import build_model
 
-    p = ctx.recipe.model.pretrained
-    return [Path(resolve_path(p))] if p else []
+    model = build_model(ctx.recipe, len(classes))
+    resolution = ctx.recipe.model.resolution or model.card.resolution
+    profile = profile_model(model.to("meta"), resolution)
+    card = {**model.card.to_dict(), "resolution": resolution, "params": profile.params,
+            "macs": profile.macs, "classes": classes}
+    m = ctx.recipe.model
+    if m.entry:
+        from edgecnn.models.entry import resolve_entry
+
+        entry = resolve_entry(m.entry, m.search_path)
+        card["entry"] = {"function": m.entry, "kwargs": m.kwargs,
+                         "source": str(entry.source_file), "source_sha256": entry.source_sha256()}
+        outputs = profile.layers[-1].output_shape if profile.layers else ()
+        if len(outputs) == 2 and outputs[-1] != len(classes) and not m.num_classes:
+            raise EdgeCNNError(
+                f"model.entry {m.entry} returns {outputs[-1]} logits, but dataset "
+                f"{ctx.recipe.data.dataset!r} has {len(classes)} classes; give the function a "
+                "num_classes argument, set it in model.kwargs, or set model.num_classes")
+    return card
+
+
+def _model_inputs(ctx: BuildContext) -> list[Path]:
+    from edgecnn.train.trainer import model_files
+
+    return model_files(ctx.recipe)
 
 
 # -- train ------------------------------------------------------------------------------------
@@ -103,15 +126,20 @@ def run_train(ctx: BuildContext, folder: Path) -> dict[str, Any]:
 
 
 def _train_inputs(ctx: BuildContext) -> list[Path]:
-    return [ctx.artifact("train", "weights")] if "train" in ctx.done else _pretrained_input(ctx)
+    return [ctx.artifact("train", "weights")] if "train" in ctx.done else _model_inputs(ctx)
 
 
 # -- export -----------------------------------------------------------------------------------
 
 
 def run_export(ctx: BuildContext, folder: Path) -> dict[str, Any]:
-    """The FP32 ONNX of every variant, each checked against its torch model on test images."""
+    """The FP32 ONNX of every variant, each checked against its torch model on test images
+    (an ONNX model: the given graph in edgecnn's form, checked against the given file)."""
     x = check_images(ctx)
+    if ctx.recipe.model.onnx:
+        from edgecnn.recipe.onnx_model import import_checked
+
+        return import_checked(ctx, folder, x)
     artifacts, checks, info = {}, {}, None
     for variant in variants(ctx.recipe):
         path = folder / f"{file_stem(variant)}.fp32.onnx"
@@ -199,7 +227,7 @@ def _open_runner(ctx: BuildContext, key: str, path: Path):
 def run_evaluate(ctx: BuildContext, folder: Path) -> dict[str, Any]:
     from edgecnn.train.evaluate import agreement, evaluate
 
-    test = split(ctx, ctx.recipe.data.eval_split)
+    test = evaluation_images(ctx)
     mean, std = norm(ctx)
     results, predictions = {}, {}
     for key, path in runnable_artifacts(ctx).items():
@@ -217,7 +245,7 @@ def run_evaluate(ctx: BuildContext, folder: Path) -> dict[str, Any]:
         results[key]["top1_drop"] = results[reference]["top1"] - results[key]["top1"]
     _check_budgets(ctx, results)
     atomic_write_json(folder / "results.json", results)
-    return {"split": test.description, "results": results,
+    return {"split": test.description, "images": len(test), "results": results,
             "artifacts": {"results": rel(ctx, folder / "results.json")}}
 
 
@@ -303,7 +331,7 @@ def _stage_outputs(ctx: BuildContext, *stages: str) -> list[Path]:
 
 def _quantize_inputs(ctx: BuildContext) -> list[Path]:
     """The exported models, the weights QAT starts from, and a given calibration table."""
-    from edgecnn.train.trainer import resolve_path
+    from edgecnn.settings import resolve_path
 
     files = _stage_outputs(ctx, "export")
     if ctx.recipe.quantize.method == "qat":
@@ -338,8 +366,8 @@ def _evaluated_inputs(ctx: BuildContext) -> list[Path]:
 
 
 STAGES = [
-    Stage("model", ("model", "data"), run_model, inputs=_pretrained_input),
-    Stage("train", ("model", "data", "train"), run_train, inputs=_pretrained_input,
+    Stage("model", ("model", "data"), run_model, inputs=_model_inputs),
+    Stage("train", ("model", "data", "train"), run_train, inputs=_model_inputs,
           enabled=lambda r: r.train is not None, keep_partial=True),
     Stage("prune", ("model", "data", "prune"), run_prune, inputs=_train_inputs,
           enabled=lambda r: r.prune is not None, keep_partial=True,

@@ -69,8 +69,9 @@ def _torch_weights(ctx: BuildContext, variant: str) -> Path:
 def build_notes(ctx: BuildContext) -> list[str]:
     """Targets of the recipe that produced nothing here, and why; what pruning did."""
     targets = ctx.done.get("compile", {}).get("targets", {})
-    notes = [f"target {name} stopped: {t['reason']}" for name, t in targets.items()
-             if t.get("status") == "stopped"]
+    notes = [data_note(ctx)]
+    notes += [f"target {name} stopped: {t['reason']}" for name, t in targets.items()
+              if t.get("status") == "stopped"]
     if "prune" in ctx.done:
         notes.append(pruning_note(ctx.done["prune"]))
     for variant, record in ctx.done.get("quantize", {}).get("variants", {}).items():
@@ -78,6 +79,20 @@ def build_notes(ctx: BuildContext) -> list[str]:
             if isinstance(info, dict) and info.get("accuracy_aware"):
                 notes.append(fallback_note(target, variant, info["accuracy_aware"]))
     return notes
+
+
+def data_note(ctx: BuildContext) -> str:
+    """Which images every accuracy was measured on, and which calibrated the INT8 models: a
+    reader must see that the two do not overlap."""
+    evaluate = ctx.done["evaluate"]
+    text = f"top-1 measured on {evaluate['split']}"
+    quantize = ctx.done.get("quantize")
+    if quantize:
+        text += (f"; INT8 calibrated on {quantize['samples']} images of "
+                 f"{quantize['calibration_split']}")
+        if quantize.get("selection"):
+            text += f"; accuracy-aware choice on {quantize['selection']}"
+    return text
 
 
 def fallback_note(target: str, variant: str, aware: dict[str, Any]) -> str:

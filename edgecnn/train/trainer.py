@@ -30,7 +30,7 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.models import create_model
 from edgecnn.models.surgery import freeze, replace_classifier
 from edgecnn.recipe.schema import Recipe, TrainSection
-from edgecnn.settings import shared_dir
+from edgecnn.settings import resolve_path
 from edgecnn.train import checkpoint as ckpt
 from edgecnn.train.distill import Distillation
 from edgecnn.train.evaluate import evaluate
@@ -45,25 +45,46 @@ class TrainData:
     test: ImageSet | None
 
 
-def resolve_path(text: str) -> str:
-    """Expand ``{shared}`` (the shared folder setting) and ``~`` in a recipe path."""
-    return str(Path(text.format(shared=shared_dir())).expanduser())
-
-
-def build_model(recipe: Recipe, num_classes: int) -> torch.nn.Module:
-    """The recipe's model, from its checkpoint when it names one, with its classifier resized."""
+def build_model(recipe: Recipe, num_classes: int, device: Any = None) -> torch.nn.Module:
+    """The recipe's model, from its checkpoint when it names one, with its classifier resized:
+    a registered architecture (``model.arch``) or the user's own (``model.entry``)."""
     m = recipe.model
     n_cls = m.num_classes or num_classes
+    if m.entry is not None:
+        return _build_entry_model(recipe, n_cls, device)
+    if m.arch is None:
+        raise EdgeCNNError(f"{m.label} is an ONNX graph: there is no torch model to build")
     kwargs: dict[str, Any] = dict(m.options, in_chans=m.in_chans, cifar_stem=m.cifar_stem,
                                   separable=m.separable, resolution=m.resolution)
-    if m.pretrained is None:
-        return create_model(m.arch, num_classes=n_cls, **kwargs)
+    if m.pretrained is None or device == "meta":
+        return create_model(m.arch, num_classes=n_cls, device=device, **kwargs)
     # Load with the checkpoint's own classifier, then swap it when the class count differs.
     model = create_model(m.arch, pretrained=resolve_path(m.pretrained), **kwargs)
     if model.card.num_classes != n_cls or m.reset_classifier:
         replace_classifier(model, n_cls)
         model.card = type(model.card)(**{**model.card.__dict__, "num_classes": n_cls})
     return model
+
+
+def _build_entry_model(recipe: Recipe, num_classes: int, device: Any) -> torch.nn.Module:
+    from edgecnn.models.checkpoints import load_checkpoint
+    from edgecnn.models.entry import build_entry_model, resolve_entry
+
+    m = recipe.model
+    model = build_entry_model(resolve_entry(m.entry, m.search_path), m.kwargs,
+                              num_classes=num_classes, in_chans=m.in_chans,
+                              resolution=m.resolution, mean=recipe.data.mean,
+                              std=recipe.data.std, device=device)
+    if m.pretrained is not None and device != "meta":
+        load_checkpoint(model, resolve_path(m.pretrained))
+    return model
+
+
+def recipe_resolution(recipe: Recipe) -> int:
+    """The input size the recipe's model is built for (built on the meta device to ask it)."""
+    if recipe.model.resolution:
+        return recipe.model.resolution
+    return build_model(recipe, recipe.model.num_classes or 1000, device="meta").card.resolution
 
 
 def pick_device(requested: str) -> torch.device:
@@ -93,22 +114,39 @@ def pick_precision(requested: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[requested]
 
 
+def model_files(recipe: Recipe) -> list[Path]:
+    """The files outside the run the model is made from: its checkpoint, the source file of its
+    entry point, its ONNX graph. A change to any of them rebuilds what depends on the model."""
+    m = recipe.model
+    files = [Path(resolve_path(m.pretrained))] if m.pretrained else []
+    if m.onnx:
+        files.append(Path(resolve_path(m.onnx)))
+    if m.entry:
+        from edgecnn.models.entry import resolve_entry
+
+        source = resolve_entry(m.entry, m.search_path).source_file
+        files += [source] if source else []
+    return files
+
+
 def recipe_fingerprint(recipe: Recipe) -> str:
     """What the training depends on; a checkpoint of another fingerprint is not resumed.
 
     The recipe's model, data and train sections, what the dataset holds (not only its path),
-    and the content of the starting checkpoint.
+    the content of the starting checkpoint and of the entry point's source file.
     """
     from edgecnn.data.fingerprint import dataset_fingerprint
 
     parts: dict[str, Any] = {k: getattr(recipe, k).model_dump(mode="json")
                              for k in ("model", "data", "train")}
     parts["dataset_content"] = dataset_fingerprint(recipe.data.dataset)
-    if recipe.model.pretrained:
-        from edgecnn.hashing import sha256_file
+    from edgecnn.hashing import sha256_file
 
+    if recipe.model.pretrained:
         path = Path(resolve_path(recipe.model.pretrained))
         parts["pretrained_sha256"] = sha256_file(path) if path.is_file() else None
+    if recipe.model.entry:  # the model's code is part of what was trained
+        parts["entry_sha256"] = [sha256_file(p) for p in model_files(recipe) if p.suffix == ".py"]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -209,9 +247,7 @@ class Trainer:
         """
         cfg, recipe = self.cfg, self.recipe
         torch.manual_seed(cfg.seed)
-        probe = create_model(recipe.model.arch, device="meta", **recipe.model.options,
-                             cifar_stem=recipe.model.cifar_stem)
-        resolution = recipe.model.resolution or probe.card.resolution
+        resolution = recipe_resolution(recipe)
         data = load_data(recipe, resolution)
         if model is None:
             model = build_model(recipe, len(data.train.classes))
@@ -299,7 +335,7 @@ class Trainer:
         model.load_state_dict(load_file(str(self.folder / ckpt.BEST)))
         test = self._evaluate(model, data.test, mean, std)
         result = {
-            "recipe": self.recipe.name, "arch": self.recipe.model.arch,
+            "recipe": self.recipe.name, "arch": self.recipe.model.label,
             "fingerprint": fingerprint, "best_epoch": best["epoch"],
             "best_val_top1": best["val_top1"], "test": test,
             # without a val split the best epoch is chosen on train accuracy, never on test

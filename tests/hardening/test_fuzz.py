@@ -4,7 +4,9 @@
    another type, an out-of-range or non-finite number, an unknown enum string, a path-like or
    unicode string, an unknown key -- through `edgecnn validate` and `edgecnn build --dry-run`;
    and the same mutations of the calibration-set definitions in calibration/, named by a build.
-2. Artifact files: the build's .onnx, .tflite and OpenVINO .xml/.bin truncated, with flipped
+2. The user's own model: entry-point modules (a function that returns something else, raises,
+   exits, does not exist) and corrupt ONNX files given as `model.onnx`, through `edgecnn validate`.
+3. Artifact files: the build's .onnx, .tflite and OpenVINO .xml/.bin truncated, with flipped
    bytes, or replaced by random bytes, through `edgecnn bench` and `edgecnn eval`.
 
 Every outcome must be exit 0 or exit 2 with one message and no traceback (an exception escaping
@@ -165,3 +167,70 @@ def test_corrupt_artifacts_give_exit_0_or_a_clear_exit_2(capsys, tmp_path_factor
                           "--seconds", "0", "--warmup", "0"), f"bench {kind}")
     _user_outcome(run_cli(capsys, "eval", target, "--data", tiny_cifar_folder, "--split",
                           "test", "--batch-size", "50"), f"eval {kind}")
+
+
+# -- the user's own model: an entry point's module, and an ONNX file given as model.onnx ------
+
+ENTRY_BODIES = [
+    "def net(num_classes=10):\n    return TinyNet(num_classes)\n",
+    "def net(num_classes=10):\n    return None\n",
+    "def net(num_classes=10):\n    return [nn.Linear(2, 2)]\n",
+    "def net(num_classes=10):\n    raise RuntimeError('boom')\n",
+    "def net(num_classes=10):\n    import sys; sys.exit(3)\n",
+    "def net():\n    return TinyNet()\n",
+    "def net(num_classes=10):\n    return nn.Linear(3, num_classes)\n",
+    "net = 7\n",
+    "net = TinyNet\n",
+    "def net(**kw):\n    return TinyNet(**kw)\n",
+    "import sys; sys.exit(1)\n",
+    "raise ImportError('missing dependency')\n",
+    "def net(:\n",
+    "import no_such_package_xyz\n",
+    "",
+]
+ENTRY_PRELUDE = ("from torch import nn\n"
+                 "class TinyNet(nn.Module):\n"
+                 "    def __init__(self, num_classes=10):\n"
+                 "        super().__init__()\n"
+                 "        self.conv = nn.Conv2d(3, 8, 3, padding=1)\n"
+                 "        self.head = nn.Linear(8, num_classes)\n"
+                 "    def forward(self, x):\n"
+                 "        return self.head(self.conv(x).mean((2, 3)))\n")
+
+
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 25)), **_COMMON)
+@given(body=st.sampled_from(ENTRY_BODIES), prelude=st.booleans(),
+       kwargs=st.dictionaries(st.sampled_from(["num_classes", "width", "x"]), VALUES,
+                              max_size=2),
+       resolution=st.one_of(st.none(), st.integers(-2, 80)))
+def test_entry_point_modules_give_exit_0_or_a_clear_exit_2(capsys, tmp_path_factory, body,
+                                                           prelude, kwargs, resolution):
+    folder = tmp_path_factory.mktemp("fuzz-entry")
+    name = f"user_net_{folder.name.replace('-', '_')}"  # a fresh module name per example
+    (folder / f"{name}.py").write_text((ENTRY_PRELUDE if prelude else "") + body)
+    model = {"entry": f"{name}:net", "kwargs": kwargs}
+    if resolution is not None:
+        model["resolution"] = resolution
+    recipe = folder / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "own", "model": model, "data": {
+        "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}))
+    before = snapshot(folder)
+    _user_outcome(run_cli(capsys, "validate", recipe), "validate entry")
+    assert {k for k in snapshot(folder) if "__pycache__" not in k} == set(before)
+
+
+@ARTIFACT_SETTINGS
+@given(how=st.sampled_from(["truncate", "flip", "random"]),
+       where=st.integers(0, 2**31), count=st.integers(1, 40),
+       noise=st.binary(min_size=0, max_size=2048))
+def test_corrupt_onnx_models_give_exit_0_or_a_clear_exit_2(capsys, tmp_path_factory,
+                                                           artifact_files, how, where, count,
+                                                           noise):
+    folder = tmp_path_factory.mktemp("fuzz-onnx")
+    graph = folder / "model.onnx"
+    graph.write_bytes(_corrupt(artifact_files["onnx"].read_bytes(), how, where, count, noise))
+    recipe = folder / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "foreign", "model": {"onnx": str(graph)},
+                                      "data": {"mean": [0.5, 0.5, 0.5],
+                                               "std": [0.25, 0.25, 0.25]}}))
+    _user_outcome(run_cli(capsys, "validate", recipe), f"validate onnx ({how})")
