@@ -9,7 +9,8 @@ For every model variant (dense, pruned) and every quantized target of the recipe
   wherever the table holds the tensor (the summary counts them: ``tensorrt_activation_scales``);
 - ``openvino``: NNCF's quantization of the OpenVINO model (``model.int8.xml`` + ``.bin``).
 
-All calibrate on the same train images (:func:`edgecnn.recipe.inputs.calibration_images`).
+All calibrate on the same images (:func:`edgecnn.recipe.inputs.calibration_images`: train
+images, a calibration set, or images of the evaluation split that the evaluation then leaves out).
 The ONNX targets share one calibration table per variant, saved under the recipe's name
 (``quantize/<name>.calibration.json``) and reusable with ``edgecnn build --calibration FILE``
 (the same scales again, with no ONNX Runtime calibration run; ModelOpt still calibrates the
@@ -17,7 +18,8 @@ images for the tensorrt target, whose scales the table then replaces).
 
 ``quantize.max_accuracy_drop`` turns on the accuracy-aware mode: when full INT8 loses more top-1
 than that on the selection images (the val split, or train images outside the calibration set
-when there is none -- never the evaluation split), the most sensitive layers go back to float
+when there is none, or the calibration images on a dataset with only the evaluation split --
+never an evaluated image), the most sensitive layers go back to float
 one at a time (:mod:`edgecnn.quantize.accuracy_aware`; NNCF's accuracy control for openvino),
 and the summary lists them. ``quantize.method: qat`` first fine-tunes the model with ONNX
 Runtime's fake quantization (:mod:`edgecnn.quantize.qat`) and quantizes that model instead.

@@ -2,7 +2,7 @@
 
 LiteRT files are converted from the torch model (litert-torch), not from the ONNX, so this stage
 reads the model of each variant as the export stage does, and calibrates full INT8 on the same
-train images as the ONNX quantizers (:func:`edgecnn.recipe.inputs.calibration_images`). Every
+images as the ONNX quantizers (:func:`edgecnn.recipe.inputs.calibration_images`). Every
 file is compared with its torch model on the export's check images; an FP32 file that differs by
 more than ``export.tflite.max_abs_diff`` stops the build, as the ONNX export does.
 """
