@@ -22,3 +22,10 @@ def closest(name: str, options: list[str], n: int = 3) -> str:
     if len(options) <= 12:
         return "valid: " + ", ".join(options)
     return f"see `edgecnn models` for the {len(options)} valid names"
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (cut to ``limit``), or its type's name: what a
+    one-line error quotes of a library's or a user's exception."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

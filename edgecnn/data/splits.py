@@ -88,13 +88,26 @@ def load_split(
     images = decode_folder(index, size, resize)
     full = ImageSet(images, index.labels, index.classes, f"{dataset}:{index.root.name}",
                     folder=str(index.root.resolve()), ids=np.arange(len(index)))
-    carve = index.root.name == "train" and not (root / "val").is_dir() and split in ("train", "val")
-    if not carve or val_size == 0:
+    if not _carved(index, root, split) or val_size == 0:
         return full
     train_idx, val_idx = held_out_indices(len(full), val_size, seed)
     if split == "train":
         return full.subset(train_idx, f"{dataset}:train minus {val_size} held out (seed {seed})")
     return full.subset(val_idx, f"{dataset}:val = {val_size} held out of train (seed {seed})")
+
+
+def _carved(index: FolderIndex, root: Path, split: str) -> bool:
+    """Whether ``split`` is cut out of the train folder (no val folder beside it)."""
+    return index.root.name == "train" and not (root / "val").is_dir() and split in ("train",
+                                                                                     "val")
+
+
+def split_size(dataset: str, split: str, val_size: int) -> int:
+    """Images in ``split`` as :func:`load_split` carves it, without decoding any."""
+    index, root = split_index(dataset, split)
+    if not _carved(index, root, split) or val_size == 0:
+        return len(index)
+    return len(index) - val_size if split == "train" else val_size
 
 
 def calibration_indices(n_train: int, samples: int, seed: int = 0) -> np.ndarray:

@@ -24,8 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgecnn.errors import EdgeCNNError
+from edgecnn.errors import EdgeCNNError, first_line
 from edgecnn.export.onnx_export import INPUT_NAME, MIN_OPSET, OUTPUT_NAME
+from edgecnn.profile.onnx_counting import all_nodes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -136,7 +137,7 @@ def import_onnx(source: Path, dest: Path, *, opset: int, resolution: int | None,
         onnx.checker.check_model(result, full_check=True)
     except Exception as exc:  # ValidationError / InferenceError
         raise EdgeCNNError(f"{source}: the imported graph fails the ONNX checker: "
-                           f"{_first_line(exc)}") from None
+                           f"{first_line(exc)}") from None
     atomic_write_bytes(dest, result.SerializeToString())
     return ImportedOnnx(path=dest, source_sha256=digest, opset_before=sig.opset,
                         opset_after=opset_after, input_name_before=sig.input_name,
@@ -163,7 +164,7 @@ def _load(source: Path) -> tuple[onnx.ModelProto, str, tuple[str, ...]]:
         model = onnx.load_from_string(data)
     except Exception as exc:  # protobuf's DecodeError and kin
         raise EdgeCNNError(f"{source} is not an ONNX model (the protobuf does not parse: "
-                           f"{_first_line(exc)})") from None
+                           f"{first_line(exc)})") from None
     if not model.ir_version or not model.HasField("graph") or not model.graph.node:
         raise EdgeCNNError(f"{source} is not an ONNX model (no IR version or no graph); give "
                            "the .onnx file an exporter wrote")
@@ -175,7 +176,7 @@ def _load(source: Path) -> tuple[onnx.ModelProto, str, tuple[str, ...]]:
             model = onnx.inliner.inline_local_functions(model)
         except Exception as exc:
             raise EdgeCNNError(f"{source}: its local functions cannot be inlined: "
-                               f"{_first_line(exc)}") from None
+                               f"{first_line(exc)}") from None
     return model, hashlib.sha256(data).hexdigest(), external
 
 
@@ -205,7 +206,7 @@ def _load_external_data(source: Path, model: onnx.ModelProto) -> tuple[str, ...]
         onnx.load_external_data_for_model(model, str(folder))
     except Exception as exc:
         raise EdgeCNNError(f"{source}: cannot load its external data "
-                           f"({', '.join(locations)}): {_first_line(exc)}") from None
+                           f"({', '.join(locations)}): {first_line(exc)}") from None
     if model.ByteSize() > _PROTOBUF_LIMIT:
         raise EdgeCNNError(f"{source} with its external data is over 2 GB, more than one "
                            "self-contained ONNX file can hold; edgecnn imports smaller models")
@@ -232,7 +233,7 @@ def _signature(source: Path, model: onnx.ModelProto, in_chans: int | None,
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # ValidationError, InferenceError
-        raise EdgeCNNError(f"{source} fails the ONNX checker: {_first_line(exc)}") from None
+        raise EdgeCNNError(f"{source} fails the ONNX checker: {first_line(exc)}") from None
     opset = _default_opset(model, source)
     domains = _check_domains(model, source)
     graph = model.graph
@@ -290,10 +291,10 @@ def _default_opset(model: onnx.ModelProto, source: Path) -> int:
 
 def _check_domains(model: onnx.ModelProto, source: Path) -> tuple[str, ...]:
     used = {e.domain for e in model.opset_import}
-    used |= {n.domain for n in _all_nodes(model.graph)}
+    used |= {n.domain for n in all_nodes(model.graph)}
     for domain in sorted(used):
         if domain not in ALLOWED_DOMAINS:
-            ops = sorted({n.op_type for n in _all_nodes(model.graph) if n.domain == domain})
+            ops = sorted({n.op_type for n in all_nodes(model.graph) if n.domain == domain})
             what = f" (ops {', '.join(ops)})" if ops else ""
             raise EdgeCNNError(f"{source} uses the custom op domain {domain!r}{what}; edgecnn's "
                                "runtimes implement only the standard ONNX ops and ONNX Runtime's "
@@ -417,9 +418,9 @@ def _unconvertible(model: onnx.ModelProto, exc: BaseException, before: int,
                 return f"op {named}", version
             changed = [op for op in ops if not onnx.defs.has(op) or _changes_at(op, version + 1)]
             return ("one of the ops " + ", ".join(changed) if changed
-                    else f"this graph ({_first_line(step_exc)})"), version
+                    else f"this graph ({first_line(step_exc)})"), version
         version += 1
-    return f"this graph ({_first_line(exc)})", None
+    return f"this graph ({first_line(exc)})", None
 
 
 def _op_in_message(message: str, ops: list[str]) -> str | None:
@@ -504,7 +505,7 @@ def _edgecnn_form(model: onnx.ModelProto, sig: OnnxSignature, size: int) -> onnx
 def _tensor_names(graph: Any) -> set[str]:
     names = {v.name for v in (*graph.input, *graph.output, *graph.value_info)}
     names |= {t.name for t in graph.initializer}
-    for node in _all_nodes(graph):
+    for node in all_nodes(graph):
         names.update(node.input)
         names.update(node.output)
     return names
@@ -641,7 +642,7 @@ def _spatial(model: onnx.ModelProto) -> list[int]:
 
 def _ort_message(exc: BaseException) -> str:
     """ORT's first line, without its '[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : ' prefix."""
-    return re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", _first_line(exc))
+    return re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", first_line(exc))
 
 
 def _run(session: Any, name: str, x: np.ndarray, source: Path, what: str) -> np.ndarray:
@@ -711,20 +712,7 @@ def _batch_pinning_nodes(model: onnx.ModelProto, batch: int | str) -> list[tuple
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _all_nodes(graph: Any):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                yield from _all_nodes(attr.g)
-            for sub in attr.graphs:
-                yield from _all_nodes(sub)
-
 
 def _dims_text(dims: Any) -> str:
     return "[" + ", ".join(str(d) for d in dims) + "]"
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgecnn.errors import EdgeCNNError
+from edgecnn.errors import EdgeCNNError, first_line
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -72,7 +72,7 @@ def resolve_entry(text: str, search_path: str | None = None) -> EntryPoint:
         except (Exception, SystemExit) as exc:
             where = f" (searched {search_path} first)" if search_path else ""
             raise EdgeCNNError(f"model.entry {text!r}: module {module_name!r} does not import"
-                               f"{where}: {type(exc).__name__}: {_first_line(exc)}") from exc
+                               f"{where}: {type(exc).__name__}: {first_line(exc)}") from exc
     function = getattr(module, attr, None)
     if function is None:
         public = sorted(n for n, v in vars(module).items()
@@ -111,7 +111,7 @@ def build_entry_model(entry: EntryPoint, kwargs: dict[str, Any], *, num_classes:
             model = entry.function(**call)
     except (Exception, SystemExit) as exc:  # the user's constructor: a bad kwarg, ...
         raise EdgeCNNError(f"model.entry {entry.text!r} with kwargs {kwargs} raised "
-                           f"{type(exc).__name__}: {_first_line(exc)}") from exc
+                           f"{type(exc).__name__}: {first_line(exc)}") from exc
     if not isinstance(model, nn.Module):
         raise EdgeCNNError(f"model.entry {entry.text!r} returned a {type(model).__name__}, "
                            "not an nn.Module")
@@ -131,7 +131,3 @@ def build_entry_model(entry: EntryPoint, kwargs: dict[str, Any], *, num_classes:
         params=sum(p.numel() for p in model.parameters()), build_kwargs=dict(kwargs))
     return model
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else "(no message)"

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgecnn.errors import EdgeCNNError
+from edgecnn.errors import EdgeCNNError, first_line
 from edgecnn.profile.counting import conv2d_macs, linear_macs
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def load_onnx(path: str | Path, *, load_external_data: bool = False) -> onnx.Mod
         return onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:  # protobuf's DecodeError, or an external-data OSError
         raise EdgeCNNError(f"{path} is not a readable ONNX model: "
-                           f"{_first_line(exc)}") from None
+                           f"{first_line(exc)}") from None
 
 
 def count_onnx(model: onnx.ModelProto | str | Path, resolution: int | None = None) -> GraphCounts:
@@ -106,13 +106,13 @@ def count_params(model: onnx.ModelProto) -> int:
     floats |= {getattr(TensorProto, name) for name in (
         "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ") if hasattr(
         TensorProto, name)}
-    dequantized = {n.input[0] for n in _all_nodes(model.graph)
+    dequantized = {n.input[0] for n in all_nodes(model.graph)
                    if n.op_type == "DequantizeLinear" and n.input}
     total = 0
     for tensor in _all_initializers(model.graph):
         if tensor.data_type in floats or tensor.name in dequantized:
             total += math.prod(tensor.dims)
-    for node in _all_nodes(model.graph):
+    for node in all_nodes(model.graph):
         if node.op_type == "Constant" and node.domain in _DEFAULT_DOMAINS:
             for attr in node.attribute:
                 if attr.name == "value" and (attr.t.data_type in floats
@@ -186,7 +186,7 @@ def static_shapes(model: onnx.ModelProto, resolution: int | None, *,
         return onnx.shape_inference.infer_shapes(copy, check_type=False, strict_mode=False,
                                                  data_prop=True)
     except Exception as exc:  # InferenceError / ValidationError of a malformed graph
-        raise EdgeCNNError(f"ONNX shape inference failed: {_first_line(exc)}") from None
+        raise EdgeCNNError(f"ONNX shape inference failed: {first_line(exc)}") from None
 
 
 def _fold_constants(model: onnx.ModelProto) -> int:
@@ -429,15 +429,15 @@ def _int_attr(node: Any, name: str, default: int) -> int:
     return default
 
 
-def _all_nodes(graph: Any):
+def all_nodes(graph: Any):
     """Every node, including those in If/Loop/Scan bodies."""
     for node in graph.node:
         yield node
         for attr in node.attribute:
             if attr.HasField("g"):
-                yield from _all_nodes(attr.g)
+                yield from all_nodes(attr.g)
             for sub in attr.graphs:
-                yield from _all_nodes(sub)
+                yield from all_nodes(sub)
 
 
 def _all_initializers(graph: Any):
@@ -454,7 +454,3 @@ def _shape_text(dims: Any) -> str:
     return "[" + ", ".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?")
                            for d in dims) + "]"
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecnn.data.splits import has_split, split_index
+from edgecnn.data.splits import has_split, split_index, split_size
 from edgecnn.errors import EdgeCNNError
 from edgecnn.recipe.schema import Recipe
 from edgecnn.rundir import check_run_dir
@@ -84,15 +84,6 @@ def check_calibration(recipe: Recipe) -> None:
         raise EdgeCNNError(f"calibrating on {samples} images of the evaluation split "
                            f"{d.eval_split!r} leaves none to evaluate on (calibration images "
                            "are left out of the evaluation); calibrate on fewer")
-
-
-def split_size(dataset: str, split: str, val_size: int) -> int:
-    """Images in ``split`` as :func:`edgecnn.data.load_split` carves it (train minus val)."""
-    index, root = split_index(dataset, split)
-    carved = index.root.name == "train" and not (root / "val").is_dir() and val_size
-    if not carved or split not in ("train", "val"):
-        return len(index)
-    return len(index) - val_size if split == "train" else val_size
 
 
 def available_splits(dataset: str) -> list[str]:
