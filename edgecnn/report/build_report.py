@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from edgecnn.atomic import atomic_write_bytes, atomic_write_json
 from edgecnn.report.plots import plot_accuracy
-from edgecnn.report.tables import markdown_table, recommendation_table
+from edgecnn.report.recommend import fastest_on_cpu
+from edgecnn.report.tables import fastest_table, markdown_table, recommendation_table
 
 if TYPE_CHECKING:
     from edgecnn.recipe.pipeline import BuildContext
@@ -142,6 +143,15 @@ def _recommendation_section(picks: list[dict[str, Any]] | None) -> str:
     return f"\n## Recommended\n\n{recommendation_table(picks)}\n"
 
 
+def _fastest_section(picks: list[dict[str, Any]]) -> str:
+    """Across runtimes: which artifact is fastest on this CPU, per model and batch, and what
+    it costs in top-1 (where more than one CPU runtime was measured)."""
+    shown = [p for p in picks if len(p["runtimes"]) > 1]
+    if not shown:
+        return ""
+    return f"\n## Fastest on this CPU, across runtimes\n\n{fastest_table(shown)}\n"
+
+
 def write_report(rows: list[dict[str, Any]], folder: Path, title: str,
                  notes: list[str] | None = None, extra: dict[str, Any] | None = None,
                  json_name: str = "report.json") -> dict[str, Path]:
@@ -150,8 +160,9 @@ def write_report(rows: list[dict[str, Any]], folder: Path, title: str,
     files = {"json": folder / json_name, "markdown": folder / "report.md",
              "plot_macs": folder / "top1_vs_macs.png",
              "plot_latency": folder / "top1_vs_latency.png"}
+    fastest = fastest_on_cpu(rows)
     atomic_write_json(files["json"], {"title": title, "rows": rows, "notes": notes or [],
-                                      **(extra or {})})
+                                      "fastest_on_cpu": fastest, **(extra or {})})
     context = rows[0]["context"] if rows else {}
     text = (f"# {title}\n\n{markdown_table(rows)}\n\nMeasured on {context.get('cpu')} "
             f"({', '.join(context.get('cpu_extensions') or []) or 'no SIMD flags read'}; "
@@ -159,7 +170,8 @@ def write_report(rows: list[dict[str, Any]], folder: Path, title: str,
             f"{context.get('threads') or 'default'}), {context.get('os')}; "
             f"libraries {json.dumps(context.get('libraries', {}))}.\n"
             + "".join(f"\n- {note}" for note in notes or []) + ("\n" if notes else "")
-            + _recommendation_section((extra or {}).get("recommended")))
+            + _recommendation_section((extra or {}).get("recommended"))
+            + _fastest_section(fastest))
     atomic_write_bytes(files["markdown"], text.encode())
     plot_accuracy(rows, "macs", files["plot_macs"], title)
     plot_accuracy(rows, "latency", files["plot_latency"], title)

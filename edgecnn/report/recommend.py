@@ -76,3 +76,40 @@ def recommend(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[st
             notes.append(f"INT8 is not faster than FP32 on {where} at {', '.join(slower)}: "
                          "ship FP32 there")
     return picks, notes
+
+
+# Runtimes that run on the host CPU: the candidates of "which artifact is fastest on this CPU".
+# (TensorRT runs on a GPU; the torch rows are the eager baseline, not a deployment artifact.)
+CPU_BACKENDS = ("onnxruntime", "openvino", "tflite")
+
+
+def fastest_on_cpu(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model (run and variant), batch size and machine: the fastest artifact across every
+    CPU runtime measured, with its top-1 drop against the model's FP32 reference (the FP32
+    ONNX in ONNX Runtime) and its latency against the FP32 artifact of its own runtime -- the
+    answer to "what do I ship on this CPU?", where :func:`recommend` answers per runtime."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["backend"] not in CPU_BACKENDS:
+            continue
+        for batch, stats in row.get("latency", {}).items():
+            key = (row["run"], variant_label(row), int(batch),
+                   (row.get("context") or {}).get("cpu"))
+            groups.setdefault(key, []).append({**row, "_p50": stats["p50_ms"]})
+    picks = []
+    for (run, variant, batch, _), candidates in groups.items():
+        best = min(candidates, key=lambda r: r["_p50"])
+        reference = next((r for r in candidates if r["backend"] == "onnxruntime"
+                          and r["precision"] == "fp32"), None)
+        own_fp32 = next((r for r in candidates if r["backend"] == best["backend"]
+                         and r["precision"] == "fp32"), None)
+        drop = (reference["top1"] - best["top1"]
+                if reference and reference.get("top1") is not None
+                and best.get("top1") is not None else None)
+        picks.append({"run": run, "variant": variant, "batch": batch,
+                      "backend": best["backend"], "precision": best["precision"],
+                      "artifact": best["artifact"], "p50_ms": best["_p50"],
+                      "top1": best.get("top1"), "top1_drop": drop,
+                      "vs_own_fp32": best["_p50"] / own_fp32["_p50"] if own_fp32 else None,
+                      "runtimes": sorted({r["backend"] for r in candidates})})
+    return sorted(picks, key=lambda p: (p["run"], p["variant"], p["batch"]))

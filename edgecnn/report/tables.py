@@ -77,6 +77,21 @@ def recommendation_table(picks: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def fastest_table(picks: list[dict[str, Any]]) -> str:
+    """The fastest artifact per model and batch across the CPU runtimes
+    (``report.recommend.fastest_on_cpu``)."""
+    lines = ["| run | variant | batch | fastest | artifact | p50 (ms) | vs its runtime's fp32 | "
+             "top-1 | drop vs fp32 | runtimes compared |", "|" + "---|" * 10]
+    for p in picks:
+        ratio = f"{p['vs_own_fp32']:.2f}x" if p["vs_own_fp32"] is not None else "-"
+        top1 = f"{p['top1']:.2f}%" if p["top1"] is not None else "-"
+        drop = f"{p['top1_drop']:.2f}" if p["top1_drop"] is not None else "-"
+        lines.append(f"| {p['run']} | {p['variant']} | {p['batch']} | {p['backend']} "
+                     f"{p['precision']} | {p['artifact']} | {p['p50_ms']:.3f} | {ratio} | "
+                     f"{top1} | {drop} | {', '.join(p['runtimes'])} |")
+    return "\n".join(lines)
+
+
 def csv_table(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)

@@ -95,6 +95,15 @@ def test_tflite_and_openvino_targets_give_rows_beside_onnxruntime(all_targets):
     assert files["tflite/int8"]["float_ops"] == []
     assert "| pretrained | int8 | tflite |" in result.stdout
     assert "| pretrained | int8 | openvino |" in result.stdout
+    # across runtimes: per batch, the fastest CPU artifact of the build, named in both reports
+    report = json.loads((out / "report.json").read_text())
+    fastest = {p["batch"]: p for p in report["fastest_on_cpu"]}
+    assert set(fastest) == {1, 4}
+    for batch, pick in fastest.items():
+        p50 = {k: r["latency"][str(batch)]["p50_ms"] for k, r in rows.items()}
+        assert pick["p50_ms"] == min(p50.values())
+        assert pick["runtimes"] == sorted(TARGETS)
+    assert "## Fastest on this CPU, across runtimes" in (out / "report.md").read_text()
 
 
 def test_every_target_keeps_the_pretrained_accuracy(all_targets):

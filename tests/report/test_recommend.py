@@ -53,3 +53,27 @@ def test_table_shows_the_variant_column_only_for_several_variants():
     two = markdown_table([_row("fp32", {"1": 1.0}), _row("fp32", {"1": 0.5}, "pruned")])
     assert two.splitlines()[0].startswith("| run | variant | precision |")
     assert "| r | pruned | fp32 | onnxruntime |" in two
+
+
+def _cpu_row(backend: str, precision: str, p50: float, top1: float, run: str = "m",
+             cpu: str = "xeon") -> dict:
+    return {"run": run, "backend": backend, "precision": precision, "variant": "dense",
+            "artifact": f"{backend}.{precision}", "top1": top1,
+            "latency": {"1": {"p50_ms": p50}}, "context": {"cpu": cpu}}
+
+
+def test_fastest_on_cpu_crosses_runtimes_with_the_drop_against_the_fp32_reference():
+    from edgecnn.report.recommend import fastest_on_cpu
+
+    rows = [_cpu_row("onnxruntime", "fp32", 6.0, 87.2), _cpu_row("onnxruntime", "int8", 3.6, 87.0),
+            _cpu_row("openvino", "fp32", 5.8, 87.2), _cpu_row("tflite", "int8", 3.4, 86.5),
+            _cpu_row("tflite", "fp32", 5.0, 87.2), _cpu_row("tensorrt", "int8", 0.5, 86.0),
+            _cpu_row("onnxruntime", "fp32", 9.0, 80.0, run="other")]
+    picks = {p["run"]: p for p in fastest_on_cpu(rows)}
+    best = picks["m"]
+    # the GPU engine is not a CPU candidate, however fast
+    assert (best["backend"], best["precision"]) == ("tflite", "int8")
+    assert best["top1_drop"] == pytest.approx(87.2 - 86.5)
+    assert best["vs_own_fp32"] == pytest.approx(3.4 / 5.0)
+    assert best["runtimes"] == ["onnxruntime", "openvino", "tflite"]
+    assert picks["other"]["backend"] == "onnxruntime" and picks["other"]["top1_drop"] == 0
