@@ -297,10 +297,29 @@ def run_benchmark(ctx: BuildContext, folder: Path) -> dict[str, Any]:
         line = ", ".join(f"batch {b}: p50 {s['p50_ms']:.3f} ms ({s['throughput']:.0f} img/s)"
                          for b, s in per_batch.items())
         ctx.console.print(f"  {key}: {line}")
+    coverage = _int8_coverage(runners)
+    for key, record in coverage.items():
+        ctx.console.print(f"  {key}: {record['description']}")
     context = run_context(cfg.threads)
-    atomic_write_json(folder / "results.json", {"results": results, "context": context})
-    return {"results": results, "context": context,
+    atomic_write_json(folder / "results.json", {"results": results, "context": context,
+                                                "int8_coverage": coverage})
+    return {"results": results, "context": context, "int8_coverage": coverage,
             "artifacts": {"results": rel(ctx, folder / "results.json")}}
+
+
+def _int8_coverage(runners: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per INT8 artifact, what its runtime leaves outside its int8 kernels
+    (:mod:`edgecnn.bench.int8_coverage`), asked of the runner that was timed."""
+    from edgecnn.bench.int8_coverage import int8_coverage
+
+    found = {}
+    for key, runner in runners.items():
+        artifact = ArtifactKey.parse(key)
+        if artifact.precision == "int8":
+            coverage = int8_coverage(artifact.backend, runner)
+            if coverage is not None:
+                found[key] = coverage.to_dict()
+    return found
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -309,12 +328,17 @@ def run_benchmark(ctx: BuildContext, folder: Path) -> dict[str, Any]:
 def run_report(ctx: BuildContext, folder: Path) -> dict[str, Any]:
     from rich.markup import escape
 
-    from edgecnn.report.build_report import build_notes, build_rows, write_report
+    from edgecnn.report.build_report import (
+        build_notes,
+        build_rows,
+        coverage_notes,
+        write_report,
+    )
     from edgecnn.report.recommend import recommend
 
     rows = build_rows(ctx, runnable_artifacts(ctx))
     recommended, speed_notes = recommend(rows)
-    notes = build_notes(ctx) + speed_notes
+    notes = build_notes(ctx) + speed_notes + coverage_notes(ctx, recommended)
     files = write_report(rows, ctx.run_dir, title=ctx.recipe.name, notes=notes,
                          extra={"recommended": recommended})
     for note in notes:

@@ -82,6 +82,23 @@ def build_notes(ctx: BuildContext) -> list[str]:
     return notes
 
 
+def coverage_notes(ctx: BuildContext, recommended: list[dict[str, Any]]) -> list[str]:
+    """Beside "ship FP32": for every INT8 artifact that is not faster than FP32 at some batch,
+    what its runtime left outside the int8 kernels (the benchmark stage's ``int8_coverage``),
+    so the user sees which ops to change."""
+    from edgecnn.recipe.variants import ArtifactKey
+
+    slow = {(p["backend"], p["variant"]) for p in recommended if p["precision"] == "fp32"}
+    notes = []
+    for key, coverage in ctx.done["benchmark"].get("int8_coverage", {}).items():
+        artifact = ArtifactKey.parse(key)
+        if (artifact.backend, artifact.variant) in slow:
+            notes.append(f"why INT8 is not faster on {artifact.backend}"
+                         + (f" ({artifact.variant})" if artifact.variant != "dense" else "")
+                         + f": {coverage['description']}")
+    return notes
+
+
 def data_note(ctx: BuildContext) -> str:
     """Which images every accuracy was measured on, and which calibrated the INT8 models: a
     reader must see that the two do not overlap."""

@@ -13,6 +13,7 @@ import copy
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -192,6 +193,32 @@ def test_recommendation_follows_injected_latencies(tiny_build, tmp_path):
     assert note in report["notes"] and f"- {note}" in markdown and f"- {note}" in result.stdout
     assert "| onnxruntime | dense | 1 | fp32 | export/model.fp32.onnx | not faster than fp32: " \
            "the best, int8, runs at 0.99x its time" in markdown
+
+
+def test_a_slower_int8_model_shows_the_ops_left_in_float(tiny_build, tmp_path):
+    """A planted case: the "INT8" artifact replaced by the FP32 graph (every op in float), so the
+    benchmark's coverage finds float islands; with INT8 then timed slower, report.md names
+    them beside "ship FP32"."""
+    recipe, out, _ = tiny_build
+    run = copy_run(out, tmp_path / "run")
+    int8 = run / "quantize" / "model.int8.onnx"
+    shutil.copy(run / "export" / "model.fp32.onnx", int8)
+    manifest_path = run / "quantize" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["outputs"]["quantize/model.int8.onnx"] = sha256_file(int8)
+    manifest_path.write_text(json.dumps(manifest))
+    result = build(str(recipe), "--out", str(run))
+    assert result.returncode == 0, result.stderr
+    assert "quantize   cached" in result.stdout and "benchmark  running" in result.stdout
+    coverage = json.loads((run / "benchmark" / "manifest.json").read_text())["summary"][
+        "int8_coverage"]["onnxruntime/int8"]
+    assert coverage["float_ops"]["Conv"] >= 19  # ResNet-20's convolutions, none quantized
+    _plant_latencies(run, {"onnxruntime/fp32": {"1": 1.0, "4": 4.0},
+                           "onnxruntime/int8": {"1": 1.2, "4": 4.8}})
+    result, report, markdown = _rebuild_report(recipe, run)
+    why = f"why INT8 is not faster on onnxruntime: {coverage['description']}"
+    assert why in report["notes"] and f"- {why}" in markdown
+    assert "in float between DQ/Q: Conv x" in why
 
 
 def _with_p50_rise(report: dict, backend: str, precision: str, factor: float) -> dict:

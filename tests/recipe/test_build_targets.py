@@ -104,6 +104,16 @@ def test_tflite_and_openvino_targets_give_rows_beside_onnxruntime(all_targets):
         assert pick["p50_ms"] == min(p50.values())
         assert pick["runtimes"] == sorted(TARGETS)
     assert "## Fastest on this CPU, across runtimes" in (out / "report.md").read_text()
+    # every INT8 artifact says what its runtime left outside the int8 kernels
+    coverage = json.loads((out / "benchmark" / "manifest.json").read_text())["summary"][
+        "int8_coverage"]
+    assert set(coverage) == {f"{b}/int8" for b in TARGETS}
+    # 3 XNNPACK partitions (ai-edge-litert 2.3), with every compute op int8: the cuts are likely
+    # the option-A shortcuts' STRIDED_SLICE and channel PAD ops (4 of each in the file)
+    assert coverage["tflite/int8"]["partitions"] == 3
+    assert coverage["tflite/int8"]["float_ops"] == {}
+    for key, record in coverage.items():
+        assert f"  {key}: {record['description']}" in result.stdout
 
 
 def test_every_target_keeps_the_pretrained_accuracy(all_targets):
