@@ -24,6 +24,7 @@ EXTRA_FOR_MODULE = {
     "ai_edge_litert": "tflite",
     "openvino": "openvino",
     "nncf": "openvino",
+    "ray": "sweep",
 }
 # Packages no extra can provide, with how to get them instead.
 INSTALL_HINTS = {

@@ -153,6 +153,75 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from edgecnn.recipe.preflight import preflight
+    from edgecnn.sweep.ray_runner import SweepInterrupted, append_record, run_sweep, start_ray
+    from edgecnn.sweep.report import write_sweep_report
+    from edgecnn.sweep.spec import load_sweep
+
+    sweep = load_sweep(args.sweep, _assignments(args.set))
+    for point in sweep.points:  # each point checked as `edgecnn build` checks its recipe
+        try:
+            preflight(point.recipe, point.run_dir)
+        except EdgeCNNError as exc:
+            raise EdgeCNNError(f"sweep {args.sweep} point {point.name}: {exc}") from None
+    console = Console()
+    if args.dry_run:
+        _print_sweep_plan(sweep, console)
+        return 0
+    ray = start_ray(args.address)
+    try:
+        result = run_sweep(sweep, ray, console,
+                           on_record=lambda record: append_record(sweep.folder, record))
+    except SweepInterrupted as stop:
+        write_sweep_report(sweep, stop.statuses, interrupted=True)
+        print(f"sweep interrupted; run it again to continue (finished stages are kept): "
+              f"{sweep.folder / 'sweep.md'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        ray.shutdown()
+    statuses = result.statuses
+    files = write_sweep_report(sweep, statuses, comparison=result.comparison)
+    failed = [s for s in statuses if s.state == "failed"]
+    print(f"\nsweep {sweep.name}: {len(statuses) - len(failed)} of {len(statuses)} runs done"
+          + (f"; failed: {', '.join(s.point.name for s in failed)}" if failed else ""))
+    print(f"report: {files['md']} (and sweep.json, {len(files) - 2} plots)")
+    return EXIT_REGRESSION if failed else 0
+
+
+EXIT_INTERRUPTED = 130
+
+
+def _assignments(assignments: list[str]) -> dict[str, Any]:
+    """``--set a.b=value`` pairs as dotted field -> YAML value."""
+    from edgecnn.safe_yaml import parse_yaml
+
+    found = {}
+    for text in assignments:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise EdgeCNNError(f"--set {text[:80]!r} must look like section.key=value")
+        found[key.strip()] = parse_yaml(value, f"--set {text[:80]!r}: the value")
+    return found
+
+
+def _print_sweep_plan(sweep, console) -> None:
+    from edgecnn.recipe.pipeline import BuildContext, plan
+    from edgecnn.recipe.stages import STAGES
+
+    for point in sweep.points:
+        states = plan(STAGES, BuildContext(point.recipe, point.run_dir, console))
+        to_run = [stage.name for stage, state in states if state == "run"]
+        overrides = ", ".join(f"{k}={v}" for k, v in point.overrides.items()) or "(base)"
+        aliases = f" (also {', '.join(point.aliases)})" if point.aliases else ""
+        console.print(f"{point.name}{aliases}: {overrides} -> "
+                      + (f"runs {', '.join(to_run)}" if to_run else "finished"))
+    console.print(f"sweep {sweep.source} is valid: {len(sweep.points)} runs in "
+                  f"{sweep.folder} (nothing written)")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from edgecnn.recipe import load_recipe
     from edgecnn.recipe.preflight import check_model, check_targets
@@ -414,6 +483,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="validate and show which stages would run; write nothing")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("sweep", help="many builds from a base recipe and a grid of overrides, "
+                                     "on Ray, merged into one report with Pareto frontiers")
+    p.add_argument("sweep", help="sweep YAML file (base recipe, grid and/or runs)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="an existing Ray cluster (HEAD:6379, or ray://HEAD:10001); default: a "
+                        "local Ray instance on this machine's CPUs")
+    p.add_argument("--set", action="append", default=[], metavar="A.B=VALUE",
+                   help="override a recipe value in every run")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate every run and show what it would build; write nothing")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("validate", help="check a recipe against the schema")
     p.add_argument("recipe")

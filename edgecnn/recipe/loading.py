@@ -32,7 +32,16 @@ def apply_override(data: dict[str, Any], assignment: str, source: str = "--set")
     if not sep or not key:
         raise EdgeCNNError(f"{source} {echo(assignment)} must look like section.key=value")
     value = parse_yaml(text, f"{source} {echo(assignment)}: the value")
+    set_field(data, key, value, source)
+
+
+def set_field(data: dict[str, Any], key: str, value: Any, source: str = "--set") -> None:
+    """Set the dotted recipe field ``key`` (``a.b.c``) to ``value`` in the raw recipe ``data``:
+    a key of an existing section, or of a section the schema knows (created empty)."""
     parts = key.strip().split(".")
+    if not all(parts):
+        raise EdgeCNNError(f"{source} {echo(key)} is not a dotted recipe field like "
+                           "section.key")
     node: Any = data
     for depth, part in enumerate(parts[:-1]):
         if not isinstance(node, dict):
@@ -98,11 +107,17 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     data = read_yaml(path)
     for assignment in overrides:
         apply_override(data, assignment)
+    return validate_recipe(data, str(path), path.resolve().parent)
+
+
+def validate_recipe(data: dict[str, Any], source: str, folder: Path) -> Recipe:
+    """The raw recipe ``data`` checked against the schema; ``source`` names it in errors and
+    ``folder`` is where it lives (an entry point's module is looked for beside it)."""
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        raise EdgeCNNError(format_validation_error(exc, str(path))) from None
+        raise EdgeCNNError(format_validation_error(exc, source)) from None
     if recipe.model.entry and recipe.model.search_path is None:
         # the user's module sits beside the recipe that names it
-        recipe.model.search_path = str(path.resolve().parent)
+        recipe.model.search_path = str(folder)
     return recipe

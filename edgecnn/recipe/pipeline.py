@@ -62,9 +62,11 @@ class BuildContext:
 class Stage:
     """One step of the build.
 
-    ``sections`` names the recipe sections it depends on; ``inputs`` lists the earlier stages'
-    artifacts it reads; ``run`` writes into the stage folder and returns a summary whose
-    ``artifacts`` maps keys to paths relative to the run directory.
+    ``sections`` names the recipe sections (``export``) or fields (``benchmark.threads``) it
+    reads, and nothing else of the recipe may change what it writes: a change to another field
+    leaves it cached; ``inputs`` lists the earlier stages' artifacts it reads; ``run`` writes
+    into the stage folder and returns a summary whose ``artifacts`` maps keys to paths relative
+    to the run directory.
     """
 
     name: str
@@ -83,10 +85,18 @@ def stage_fingerprint(stage: Stage, ctx: BuildContext) -> dict[str, Any]:
     data = {"dataset_content": ctx.dataset_content()} if "data" in stage.sections else {}
     return {
         "stage": stage.name, "edgecnn": __version__, "format": BUILD_FORMAT,
-        "recipe": {s: recipe.get(s) for s in stage.sections}, **data,
+        "recipe": {s: recipe_field(recipe, s) for s in stage.sections}, **data,
         "inputs": {_display(p, ctx.run_dir): sha256_file(p) for p in stage.inputs(ctx)},
         "environment": stage.environment(ctx),
     }
+
+
+def recipe_field(recipe: dict[str, Any], dotted: str) -> Any:
+    """A section (``export``) or a field (``benchmark.threads``) of a dumped recipe."""
+    node: Any = recipe
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def _display(path: Path, run_dir: Path) -> str:

@@ -417,6 +417,11 @@ class BenchmarkSection(Section):
     iterations: int = Field(100, ge=1, le=1_000_000, description="minimum timed runs")
     seconds: float = Field(2.0, ge=0, le=3600, description="minimum timed seconds")
     rounds: int = Field(2, ge=1, le=100, description="alternating rounds over the artifacts")
+    device: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$", max_length=64,
+        description="a Ray resource name: `edgecnn sweep` benchmarks this run on a node that "
+                    "carries it (e.g. a Jetson started with `ray start --resources`); a plain "
+                    "build benchmarks where it runs")
 
     @field_validator("batch_sizes")
     @classmethod

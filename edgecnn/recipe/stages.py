@@ -389,6 +389,11 @@ def _evaluated_inputs(ctx: BuildContext) -> list[Path]:
     return list(runnable_artifacts(ctx).values())
 
 
+# What the ONNX export, its quantization and engines read of the export section (not
+# export.tflite, which only the tflite stage reads; it reads these too: the numeric check
+# takes export.onnx.check_samples images).
+ONNX_EXPORT_FIELDS = ("export.targets", "export.onnx")
+
 STAGES = [
     Stage("model", ("model", "data"), run_model, inputs=_model_inputs),
     Stage("train", ("model", "data", "train"), run_train, inputs=_model_inputs,
@@ -396,18 +401,23 @@ STAGES = [
     Stage("prune", ("model", "data", "prune"), run_prune, inputs=_train_inputs,
           enabled=lambda r: r.prune is not None, keep_partial=True,
           environment=prune_environment),
-    Stage("export", ("model", "data", "prune", "export"), run_export,
+    # Fields, not whole sections, where a stage reads little of one: `--set benchmark.rounds=2`
+    # or a new benchmark.device re-runs only the benchmark and report, and an export.tflite
+    # change only the tflite stage and what reads its files.
+    Stage("export", ("model", "data", "prune", *ONNX_EXPORT_FIELDS), run_export,
           inputs=lambda ctx: _train_inputs(ctx) + _stage_outputs(ctx, "prune")),
-    Stage("quantize", ("model", "data", "train", "prune", "quantize", "export", "benchmark"),
+    Stage("quantize", ("model", "data", "train", "prune", "quantize", *ONNX_EXPORT_FIELDS,
+                       "export.tensorrt", "benchmark.threads"),
           run_quantize, inputs=_quantize_inputs, enabled=lambda r: r.quantize.method != "none",
           environment=_quantize_environment),
-    Stage("tflite", ("model", "data", "prune", "quantize", "export", "benchmark"), run_tflite,
+    Stage("tflite", ("model", "data", "prune", "quantize", *ONNX_EXPORT_FIELDS, "export.tflite",
+                     "benchmark.threads"), run_tflite,
           inputs=lambda ctx: _train_inputs(ctx) + _stage_outputs(ctx, "prune"),
           enabled=lambda r: "tflite" in r.export.targets),
-    Stage("compile", ("export", "benchmark", "prune"), run_compile,
-          inputs=lambda ctx: _stage_outputs(ctx, "export", "quantize"),
+    Stage("compile", ("prune", *ONNX_EXPORT_FIELDS, "export.tensorrt", "benchmark.batch_sizes"),
+          run_compile, inputs=lambda ctx: _stage_outputs(ctx, "export", "quantize"),
           environment=_compile_environment),
-    Stage("evaluate", ("data", "prune", "quantize", "benchmark"), run_evaluate,
+    Stage("evaluate", ("data", "prune", "quantize", "benchmark.threads"), run_evaluate,
           inputs=_evaluated_inputs),
     Stage("benchmark", ("benchmark",), run_benchmark, inputs=_evaluated_inputs),
     Stage("report", ("name", "export"), run_report,

@@ -3,7 +3,8 @@
 1. Recipes: random mutations of every recipe in recipes/ -- a key deleted, a value replaced by
    another type, an out-of-range or non-finite number, an unknown enum string, a path-like or
    unicode string, an unknown key -- through `edgecnn validate` and `edgecnn build --dry-run`;
-   and the same mutations of the calibration-set definitions in calibration/, named by a build.
+   the same mutations of the calibration-set definitions in calibration/, named by a build, and
+   of the sweep files in sweeps/, through `edgecnn sweep --dry-run`.
 2. The user's own model: entry-point modules (a function that returns something else, raises,
    exits, does not exist) and corrupt ONNX files given as `model.onnx`, through `edgecnn validate`.
 3. Artifact files: the build's .onnx, .tflite and OpenVINO .xml/.bin truncated, with flipped
@@ -32,6 +33,7 @@ from tests.hardening.conftest import run_cli, snapshot
 
 RECIPES = sorted((REPO_ROOT / "recipes").glob("*.yaml"))
 CALIBRATION_SETS = sorted((REPO_ROOT / "calibration").glob("*.yaml"))
+SWEEPS = sorted((REPO_ROOT / "sweeps").glob("*.yaml"))
 PATH_LIKE = ["..", ".", "../..", "/", "/nonexistent/x", "~", "{shared}", "{name}", "{0}", "{",
              "runs/{name}/../..", "a\x00b", "C:\\x", "x" * 300, "ünïcödé/路径", "/dev/null",
              "/proc/self", ".hidden", "-", " ", ""]
@@ -132,6 +134,23 @@ def test_mutated_calibration_sets_give_exit_0_or_a_clear_exit_2(capsys, tmp_path
     before = snapshot(folder)
     _user_outcome(run_cli(capsys, "build", recipe, "--dry-run", "--out", folder / "run",
                           "--set", f"quantize.calibration.set={definition}"), "calibration set")
+    assert snapshot(folder) == before
+
+
+@pytest.mark.skipif(not SWEEPS, reason="no sweep files in sweeps/")
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 20)), **_COMMON)
+@given(case=mutated_yaml(SWEEPS))
+def test_mutated_sweep_files_give_exit_0_or_a_clear_exit_2(capsys, tmp_path_factory, case):
+    _, text = case
+    folder = tmp_path_factory.mktemp("fuzz-sweep")
+    data = yaml.safe_load(text)
+    if isinstance(data, dict) and isinstance(data.get("base"), str):
+        # the sweep file moves to a temporary folder: its base recipe stays where it was
+        data["base"] = str(REPO_ROOT / "sweeps" / data["base"])
+    sweep = folder / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    before = snapshot(folder)
+    _user_outcome(run_cli(capsys, "sweep", sweep, "--dry-run"), "sweep --dry-run")
     assert snapshot(folder) == before
 
 

@@ -34,6 +34,8 @@ PUBLISHED = [
     ("densenet_bc_100_k12", {}, "0.8M", None, "Huang et al. 2017 Table 2"),
     ("resnet110", {}, "1.7M", None, "He et al. 2015 Table 6"),
     ("resnet20", {}, "0.27M", "41M", "He et al. 2015 Table 6"),
+    ("resnext29", {}, "34.4M", None, "Xie et al. 2017 Table 7 (8x64d)"),
+    ("resnext29", {"cardinality": 16}, "68.1M", None, "Xie et al. 2017 Table 7 (16x64d)"),
 ]
 
 
@@ -72,3 +74,22 @@ def test_macs_scale_with_resolution_squared():
     at_448 = profile_model(model, 448).macs
     classifier = 1280 * 1000  # the only layer whose cost does not scale with the image
     assert at_448 - classifier == 4 * (at_224 - classifier)
+
+
+def test_resnext_cardinality_against_width_at_equal_mult_adds():
+    # Xie et al. 2017 Table 2: 1x64d, 2x40d, 4x24d, 8x14d keep a block's complexity; on the
+    # CIFAR ResNeXt-29 they stay within 5% of the 1x64d model's mult-adds
+    counts = [profile_model(create_model("resnext29", device="meta", cardinality=c,
+                                         base_width=d), 32).macs
+              for c, d in ((1, 64), (2, 40), (4, 24), (8, 14))]
+    assert max(counts) / min(counts) < 1.05, counts
+
+
+def test_squeeze_excitation_on_the_cifar_resnet_adds_only_its_gates():
+    plain = create_model("resnet20", device="meta")
+    se = create_model("resnet20", device="meta", se_reduction=16)
+    # per block: fc1 (c -> c/16, bias) + fc2 (c/16 -> c, bias), 3 blocks of 16, 32, 64 channels
+    gates = sum(3 * (2 * c * max(c // 16, 1) + c + max(c // 16, 1)) for c in (16, 32, 64))
+    assert sum(p.numel() for p in se.parameters()) - sum(
+        p.numel() for p in plain.parameters()) == gates
+    assert "se" not in dict(plain.layer1[0].named_children())  # checkpoints load strictly

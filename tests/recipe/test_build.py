@@ -135,6 +135,19 @@ def test_second_build_is_cached_and_dry_run_writes_nothing(tiny_build):
     assert _stage_files(out) == before
 
 
+def test_a_benchmark_setting_reruns_only_benchmark_and_report(tiny_build, tmp_path):
+    # the stages read fields, not whole sections: quantize and evaluate read benchmark.threads
+    # only, so timing settings (or the sweep's device label) leave them cached
+    recipe, out, _ = tiny_build
+    run = copy_run(out, tmp_path / "run")
+    result = build(str(recipe), "--out", str(run), "--set", "benchmark.rounds=2",
+                   "--set", "benchmark.device=jetson-orin")
+    assert result.returncode == 0, result.stderr
+    ran = [line.split()[0] for line in result.stdout.splitlines()
+           if line.rstrip().endswith("running")]
+    assert ran == ["benchmark", "report"], result.stdout[-3000:]
+
+
 def _stage_files(run: Path) -> dict[Path, int]:
     """Every file the stages wrote, with its modification time (ns)."""
     return {p: p.stat().st_mtime_ns for stage in TINY_STAGES for p in (run / stage).rglob("*")

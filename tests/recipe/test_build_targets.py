@@ -116,6 +116,18 @@ def test_tflite_and_openvino_targets_give_rows_beside_onnxruntime(all_targets):
         assert f"  {key}: {record['description']}" in result.stdout
 
 
+def test_an_export_tflite_change_leaves_the_onnx_stages_cached(all_targets):
+    recipe, out, _ = all_targets
+    dry = build(str(recipe), "--out", str(out), "--dry-run",
+                "--set", "export.tflite.max_abs_diff=0.002")
+    assert dry.returncode == 0, dry.stderr
+    states = dict(line.split(maxsplit=1) for line in dry.stdout.splitlines()[:10]
+                  if line.split() and line.split()[0] in ("model", "export", "quantize",
+                                                           "tflite"))
+    assert states == {"model": "cached", "export": "cached", "quantize": "cached",
+                      "tflite": "run"}, dry.stdout
+
+
 def test_every_target_keeps_the_pretrained_accuracy(all_targets):
     _, out, _ = all_targets
     rows = report_rows(out)
