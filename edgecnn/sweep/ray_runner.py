@@ -71,6 +71,7 @@ class RunStatus:
     def to_dict(self) -> dict[str, Any]:
         p = self.point
         return {"name": p.name, "aliases": list(p.aliases), "overrides": p.overrides,
+                "published": p.published.model_dump() if p.published else None,
                 "run_dir": str(p.run_dir), "state": self.state, "error": self.error,
                 "benchmark_node": {"id": self.device_node.id, "host": self.device_node.host,
                                    "cpus": self.device_node.cpus,
@@ -234,7 +235,7 @@ def run_sweep(sweep: Sweep, ray, console: Console,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(home.id, soft=False),
                 ).remote(artifacts, sweep.compare.model_dump(), cwd)
                 in_flight[ref] = (None, COMPARE)
-                comparison = ray.get(ref)
+                comparison = _result(ray, ref, None, COMPARE)
                 del in_flight[ref]
                 if on_record:
                     on_record({k: v for k, v in comparison.items() if k != "results"})
@@ -286,12 +287,13 @@ def _drive(ray, statuses, queue, in_flight, submit, max_builds, live, on_record)
         live.update(_table(statuses))
 
 
-def _result(ray, ref, status: RunStatus, part: str) -> dict[str, Any]:
+def _result(ray, ref, status: RunStatus | None, part: str) -> dict[str, Any]:
     try:
         return ray.get(ref)
-    except Exception as exc:  # the worker died (killed, out of memory): that point failed
+    except Exception as exc:  # the worker died (killed, out of memory): that part failed
         now = time.time()
-        return {"part": part, "run": status.point.name, "ok": False, "start": now, "end": now,
+        return {"part": part, "run": status.point.name if status else None, "ok": False,
+                "start": now, "end": now,
                 "host": None, "node_id": None, "pid": None, "ran": [],
                 "error": f"its Ray task ended without a result: {first_line(exc)}"}
 

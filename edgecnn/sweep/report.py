@@ -126,16 +126,21 @@ def _markdown(sweep, statuses, rows: list[dict[str, Any]], plots: list[Path],
     elif comparison:
         lines += [f"The side-by-side timing failed ({comparison['error']}): the latency "
                   "frontiers rank each run's own benchmark, timed at different moments.", ""]
-    lines += ["| run | overrides | state | benchmark on | time | error |",
-              "|---|---|---|---|---|---|"]
+    lines += ["| run | overrides | state | benchmark on | time | top-1 FP32 | published top-1 | "
+              "error |", "|---|---|---|---|---|---|---|---|"]
+    fp32 = {r["run"]: r["top1"] for r in rows
+            if r["precision"] == "fp32" and r.get("top1") is not None}
     for s in statuses:
         overrides = ", ".join(f"{k}={_short(v)}" for k, v in s.point.overrides.items())
         where = s.device_node.host + (f" ({s.point.recipe.benchmark.device})"
                                       if s.point.recipe.benchmark.device else "")
         took = f"{s.finished - s.started:.0f} s" if s.started and s.finished else ""
         error = (s.error or "").replace("|", "/").replace("\n", " ")[:300]
+        ours = f"{fp32[s.point.name]:.2f}" if s.point.name in fp32 else ""
+        paper = s.point.published
+        published = f"{paper.top1:.2f} ({paper.source})" if paper else ""
         lines.append(f"| {s.point.name} | {overrides or '(base)'} | {s.state} | {where} | "
-                     f"{took} | {error} |")
+                     f"{took} | {ours} | {published} | {error} |")
     for backend in sorted({r["backend"] for r in rows}):
         mine = [r for r in rows if r["backend"] == backend]
         lines += ["", f"## {backend}", "", *_backend_table(mine)]

@@ -43,10 +43,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PublishedFigure(_Strict):
+    """A paper's figure for the run's model, shown beside the sweep's own (e.g. a full-schedule
+    CIFAR-10 top-1 against a budget schedule's)."""
+
+    top1: float = Field(ge=0, le=100, allow_inf_nan=False)
+    source: str = Field(min_length=1, max_length=200, description="where it was published")
+
+
 class NamedRun(_Strict):
     name: str = Field(pattern=NAME_PATTERN, max_length=96)
     set: dict[str, Any] = Field(default_factory=dict,
                                 description="dotted recipe field -> value for this run")
+    published: PublishedFigure | None = None
 
 
 class CompareSection(_Strict):
@@ -136,6 +145,7 @@ class SweepPoint:
     recipe: Recipe
     run_dir: Path
     aliases: tuple[str, ...] = ()
+    published: PublishedFigure | None = None  # of the named run it comes from
 
 
 @dataclass(frozen=True)
@@ -165,7 +175,7 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Swe
     points: list[SweepPoint] = []
     by_content: dict[str, int] = {}
     common = {**spec.set, **(overrides or {})}
-    for name, fields in _expand(spec):
+    for name, fields, published in _expand(spec):
         raw = copy.deepcopy(base)
         source = f"{path} point {name}"
         # the sweep's set, then the point's own fields, then --set: the last word is the user's
@@ -178,13 +188,14 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Swe
         if content in by_content:  # the same recipe under another name: one run
             first = points[by_content[content]]
             points[by_content[content]] = SweepPoint(first.name, first.overrides, first.recipe,
-                                                     first.run_dir, (*first.aliases, name))
+                                                     first.run_dir, (*first.aliases, name),
+                                                     first.published or published)
             continue
         if any(p.name == name for p in points):
             raise EdgeCNNError(f"sweep file {path}: two different points are both named "
                                f"{name!r}; name them in runs")
         by_content[content] = len(points)
-        points.append(SweepPoint(name, fields, recipe, run_dir))
+        points.append(SweepPoint(name, fields, recipe, run_dir, published=published))
     return Sweep(spec.name, path, folder, points, spec.build_cpus, common, spec.compare)
 
 
@@ -200,18 +211,18 @@ def _base_recipe(spec: SweepFile, path: Path) -> tuple[dict[str, Any], Path]:
     return read_yaml(recipe_path), recipe_path.resolve().parent
 
 
-def _expand(spec: SweepFile) -> list[tuple[str, dict[str, Any]]]:
-    """(point name, dotted fields) of every point: each named run crossed with every grid
-    point; a grid point is named after its values."""
+def _expand(spec: SweepFile) -> list[tuple[str, dict[str, Any], PublishedFigure | None]]:
+    """(point name, dotted fields, published figure) of every point: each named run crossed
+    with every grid point; a grid point is named after its values."""
     fields = list(spec.grid)
     grid = [dict(zip(fields, values, strict=True))
             for values in itertools.product(*(spec.grid[f] for f in fields))] or [{}]
-    runs = [(r.name, r.set) for r in spec.runs] or [("", {})]
+    runs = spec.runs or [NamedRun(name="x")]
     points = []
-    for (run, fields), values in itertools.product(runs, grid):
+    for run, values in itertools.product(runs, grid):
         label = "_".join(f"{f.split('.')[-1]}-{_slug(v)}" for f, v in values.items())
-        name = "-".join(part for part in (run, label) if part)
-        points.append((name[:128], {**fields, **values}))
+        name = "-".join(part for part in (run.name if spec.runs else "", label) if part)
+        points.append((name[:128], {**run.set, **values}, run.published))
     return points
 
 
@@ -233,6 +244,8 @@ def _format_error(exc: ValidationError, path: Path) -> str:
         field = ".".join(str(p) for p in err["loc"]) or "(sweep)"
         if err["type"] == "extra_forbidden":
             model = {"runs": NamedRun, "compare": CompareSection}.get(err["loc"][0], SweepFile)
+            if err["loc"][0] == "runs" and "published" in err["loc"][2:3]:
+                model = PublishedFigure
             lines.append(f"{field}: unknown key; valid keys here: "
                          f"{', '.join(model.model_fields)}")
         elif err["type"] == "missing":

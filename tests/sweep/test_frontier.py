@@ -65,7 +65,8 @@ def test_report_marks_the_front_and_plots_it(tmp_path):
     base.write_text("name: b\nmodel: {arch: resnet20}\ndata: {dataset: cifar10-jpeg}\n")
     sweep_file = tmp_path / "s.yaml"
     sweep_file.write_text("name: s\nbase: base.yaml\noutput: " + str(tmp_path / "out") + "\n"
-                          "grid: {model.arch: [resnet20, mobilenet_v2]}\n")
+                          "grid: {model.arch: [resnet20, mobilenet_v2]}\nruns:\n"
+                          "  - {name: p, published: {top1: 91.25, source: He et al. 2016}}\n")
     sweep = load_sweep(sweep_file)
     node = Node("n1", "host", 2, {"CPU": 2.0})
     statuses = []
@@ -80,10 +81,11 @@ def test_report_marks_the_front_and_plots_it(tmp_path):
     files = write_sweep_report(sweep, statuses)
     table = files["md"].read_text()
     assert "boom / bad" in table  # a pipe in an error does not break the table
+    assert "| 91.25 (He et al. 2016) |" in table  # beside each run, the paper's figure
     report = json.loads(files["json"].read_text())
     marked = {r["run"]: r["frontier"] for r in report["rows"]}
-    assert marked["arch-resnet20-best"] == ["macs", "latency b1"]
-    assert marked["arch-mobilenet_v2-tie-slower"] == []
+    assert marked["p-arch-resnet20-best"] == ["macs", "latency b1"]
+    assert marked["p-arch-mobilenet_v2-tie-slower"] == []
     assert {r["family"] for r in report["rows"]} == {"cifar_resnet", "mobilenet"}
     for name in ("top1_vs_macs_onnxruntime.png", "top1_vs_latency_onnxruntime_b1.png"):
         assert Path(tmp_path / "out" / name).stat().st_size > 10_000

@@ -89,6 +89,9 @@ BAD_SWEEPS = {
     "missing base file": ("name: s\nbase: nothere.yaml\ngrid: {model.arch: [resnet20]}\n",
                           ["base 'nothere.yaml'", "does not exist"]),
     "not a mapping": ("- a\n- b\n", ["expected a mapping"]),
+    "a published figure out of range": (
+        "name: s\nbase: base.yaml\nruns: [{name: a, published: {top1: 120, source: x}}]\n",
+        ["runs.0.published.top1"]),
     "bad yaml": ("name: s\nbase: [\n", ["s.yaml"]),
     "unknown architecture": ("name: s\nbase: base.yaml\ngrid: {model.arch: [resnet21]}\n",
                              ["point arch-resnet21", "resnet21"]),
