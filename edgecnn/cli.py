@@ -196,15 +196,9 @@ EXIT_INTERRUPTED = 130
 
 def _assignments(assignments: list[str]) -> dict[str, Any]:
     """``--set a.b=value`` pairs as dotted field -> YAML value."""
-    from edgecnn.safe_yaml import parse_yaml
+    from edgecnn.recipe.loading import parse_assignment
 
-    found = {}
-    for text in assignments:
-        key, sep, value = text.partition("=")
-        if not sep or not key.strip():
-            raise EdgeCNNError(f"--set {text[:80]!r} must look like section.key=value")
-        found[key.strip()] = parse_yaml(value, f"--set {text[:80]!r}: the value")
-    return found
+    return dict(parse_assignment(text) for text in assignments)
 
 
 def _print_sweep_plan(sweep, console) -> None:

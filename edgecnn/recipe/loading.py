@@ -28,11 +28,15 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 def apply_override(data: dict[str, Any], assignment: str, source: str = "--set") -> None:
     """``a.b.c=value``: set an existing key (or a key of an existing section) to a YAML value."""
+    set_field(data, *parse_assignment(assignment, source), source)
+
+
+def parse_assignment(assignment: str, source: str = "--set") -> tuple[str, Any]:
+    """``a.b.c=value`` as the dotted key and the value read as YAML."""
     key, sep, text = assignment.partition("=")
-    if not sep or not key:
+    if not sep or not key.strip():
         raise EdgeCNNError(f"{source} {echo(assignment)} must look like section.key=value")
-    value = parse_yaml(text, f"{source} {echo(assignment)}: the value")
-    set_field(data, key, value, source)
+    return key.strip(), parse_yaml(text, f"{source} {echo(assignment)}: the value")
 
 
 def set_field(data: dict[str, Any], key: str, value: Any, source: str = "--set") -> None:
