@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[build,tflite,openvino,tensorrt,weights,sweep,dev]'
+	$(BIN)/pip install --quiet -e '.[build,tflite,openvino,tensorrt,weights,sweep,search,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -26,9 +26,10 @@ lint: $(STAMP)
 	$(BIN)/hadolint Dockerfile.jetson
 
 # -rs: every skipped test with its reason (and their count on the last line), so a green run
-# that skipped what it should have run says so.
+# that skipped what it should have run says so; --durations: the slowest tests, to keep the
+# whole run near its 20-minute budget.
 test: $(STAMP) lint
-	$(BIN)/pytest -q -rs
+	$(BIN)/pytest -q -rs --durations=25
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -25,6 +25,7 @@ EXTRA_FOR_MODULE = {
     "openvino": "openvino",
     "nncf": "openvino",
     "ray": "sweep",
+    "optuna": "search",
 }
 # Packages no extra can provide, with how to get them instead.
 INSTALL_HINTS = {

@@ -201,6 +201,42 @@ def _assignments(assignments: list[str]) -> dict[str, Any]:
     return dict(parse_assignment(text) for text in assignments)
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from edgecnn.search.report import write_search_report
+    from edgecnn.search.spec import load_search
+    from edgecnn.search.study import Search, finished, open_study, preflight_search, run_search
+    from edgecnn.sweep.ray_runner import SweepInterrupted, start_ray
+
+    spec, recipe_folder = load_search(args.search)
+    search = Search.load(spec, Path(args.search), recipe_folder)
+    counts = preflight_search(search)
+    console = Console()
+    if args.dry_run:
+        console.print(f"search {args.search} is valid: cheapest candidate {counts.macs / 1e6:.2f}"
+                      f" M MACs, {counts.params / 1e6:.3f} M params; up to {spec.budget.trials} "
+                      f"trials in {search.folder} (nothing written)")
+        return 0
+    ray = start_ray(args.address)
+    try:
+        study = run_search(search, ray, console)
+    except SweepInterrupted:
+        study = open_study(search)
+        write_search_report(search, study)
+        print(f"search interrupted; run it again to continue from its {finished(study)} "
+              f"stored trials: {search.folder / 'trials.md'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        ray.shutdown()
+    files = write_search_report(search, study)
+    print(f"\nsearch {spec.name}: {finished(study)} trials complete; report: {files['md']} "
+          f"(and trials.json, {sum(k.startswith('best-') for k in files)} best-N.yaml recipes)")
+    return 0
+
+
 def _print_sweep_plan(sweep, console) -> None:
     from edgecnn.recipe.pipeline import BuildContext, plan
     from edgecnn.recipe.stages import STAGES
@@ -489,6 +525,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="validate every run and show what it would build; write nothing")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("search", help="latency-aware architecture search (Optuna) over the "
+                                      "searchable family, trials built and timed on Ray")
+    p.add_argument("search", help="search YAML file (space, objective, constraints, budget)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="an existing Ray cluster; default: a local Ray instance")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate the search file and the cheapest candidate; write nothing")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("validate", help="check a recipe against the schema")
     p.add_argument("recipe")

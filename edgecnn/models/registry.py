@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-FAMILIES = ("resnet", "cifar_resnet", "densenet", "mobilenet", "efficientnet")
+FAMILIES = ("resnet", "cifar_resnet", "densenet", "mobilenet", "efficientnet", "searchable")
 SEPARABLE_MODES = ("depthwise", "spatial")
 
 
@@ -109,6 +109,7 @@ def _ensure_families_imported() -> None:
         efficientnet,
         mobilenet,
         resnet,
+        searchable,
     )
 
 

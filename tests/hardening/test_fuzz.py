@@ -4,7 +4,8 @@
    another type, an out-of-range or non-finite number, an unknown enum string, a path-like or
    unicode string, an unknown key -- through `edgecnn validate` and `edgecnn build --dry-run`;
    the same mutations of the calibration-set definitions in calibration/, named by a build, and
-   of the sweep files in sweeps/, through `edgecnn sweep --dry-run`.
+   of the sweep files in sweeps/, through `edgecnn sweep --dry-run`, and of the search files in
+   searches/, through `edgecnn search --dry-run`.
 2. The user's own model: entry-point modules (a function that returns something else, raises,
    exits, does not exist) and corrupt ONNX files given as `model.onnx`, through `edgecnn validate`.
 3. Artifact files: the build's .onnx, .tflite and OpenVINO .xml/.bin truncated, with flipped
@@ -34,6 +35,7 @@ from tests.hardening.conftest import run_cli, snapshot
 RECIPES = sorted((REPO_ROOT / "recipes").glob("*.yaml"))
 CALIBRATION_SETS = sorted((REPO_ROOT / "calibration").glob("*.yaml"))
 SWEEPS = sorted((REPO_ROOT / "sweeps").glob("*.yaml"))
+SEARCHES = sorted((REPO_ROOT / "searches").glob("*.yaml"))
 PATH_LIKE = ["..", ".", "../..", "/", "/nonexistent/x", "~", "{shared}", "{name}", "{0}", "{",
              "runs/{name}/../..", "a\x00b", "C:\\x", "x" * 300, "ünïcödé/路径", "/dev/null",
              "/proc/self", ".hidden", "-", " ", ""]
@@ -151,6 +153,24 @@ def test_mutated_sweep_files_give_exit_0_or_a_clear_exit_2(capsys, tmp_path_fact
     sweep.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
     before = snapshot(folder)
     _user_outcome(run_cli(capsys, "sweep", sweep, "--dry-run"), "sweep --dry-run")
+    assert snapshot(folder) == before
+
+
+@pytest.mark.skipif(not SEARCHES, reason="no search files in searches/")
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 20)), **_COMMON)
+@given(case=mutated_yaml(SEARCHES))
+def test_mutated_search_files_give_exit_0_or_a_clear_exit_2(capsys, tmp_path_factory, case):
+    _, text = case
+    folder = tmp_path_factory.mktemp("fuzz-search")
+    data = yaml.safe_load(text)
+    for key in ("base", "reference"):
+        if isinstance(data, dict) and isinstance(data.get(key), str):
+            # the search file moves to a temporary folder: its recipes stay where they were
+            data[key] = str(REPO_ROOT / "searches" / data[key])
+    path = folder / "search.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    before = snapshot(folder)
+    _user_outcome(run_cli(capsys, "search", path, "--dry-run"), "search --dry-run")
     assert snapshot(folder) == before
 
 

@@ -46,12 +46,15 @@ CASES = [
     ("mobilenet_v3_small", {}, 64),
     ("efficientnet_b0", {}, 64),
     ("efficientnet_lite0", {}, 64),
+    ("searchable_mbconv", {"stages": [
+        {"width": 24, "depth": 2, "stride": 2, "kernel": 5, "expansion": 4, "se": True,
+         "activation": "hswish"}, {"width": 40, "stride": 2, "kernel": 7}]}, 64),
     ("efficientnet_b0", {"separable": "depthwise"}, 64),
 ]
 if os.environ.get("EDGECNN_COUNT_ALL_MODELS") == "1":
     CASES = [(name, {}, 32 if get_spec(name).family == "cifar_resnet" else 64)
              for name in list_models()] + CASES[-1:]
-IDS = [f"{n}-{o['separable']}" if o else n for n, o, _ in CASES]
+IDS = [f"{n}-{o['separable']}" if "separable" in o else n for n, o, _ in CASES]
 
 
 def _legacy_export(model: torch.nn.Module, path, resolution: int, **kwargs) -> onnx.ModelProto:

@@ -17,7 +17,8 @@ from edgecnn.prune.structured import prune_channels
 # DenseNet-121 is left to DenseNet-BC-100: the same bottleneck-and-transition blocks, 18 s less.
 REPRESENTATIVES = ["resnet18", "resnext50_32x4d", "se_resnext50_32x4d", "resnet20",
                    "densenet_bc_100_k12", "mobilenet_v1", "mobilenet_v2",
-                   "mobilenet_v3_small", "efficientnet_b0", "efficientnet_lite0"]
+                   "mobilenet_v3_small", "efficientnet_b0", "efficientnet_lite0",
+                   "searchable_mbconv"]
 
 
 def test_representatives_cover_every_family():

@@ -1,0 +1,331 @@
+"""The search loop: Optuna proposes architectures, the sweep engine builds and times them on
+Ray, Optuna learns from the figures.
+
+Latency is cheap and accuracy is not, so every batch of ``parallel`` trials goes in two
+phases. Latency: each candidate is built untrained (random weights: the same graph, the same
+kernels), quantized and timed on the objective's backend, side by side with the reference
+recipe in one process (the sweep's comparison), so a budget given as a ratio to the reference
+holds on a noisy machine. Accuracy: only the candidates that meet the latency, MACs and
+parameter constraints are trained with the base recipe's schedule, quantized again (real
+weights, real ranges) and evaluated; the others are told to Optuna as infeasible, untrained.
+
+The study lives in ``study.db`` (SQLite) in the search folder: a killed search run again
+loads it, marks the trials that were running as failed and proposes their parameters again
+(their finished stages are reused: a candidate's run folder is named after what it is).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from edgecnn._optional import require
+from edgecnn.errors import EdgeCNNError
+from edgecnn.recipe.loading import read_yaml
+from edgecnn.search.space import candidate_key, candidate_recipe, cheapest, suggest
+from edgecnn.search.spec import SearchFile
+from edgecnn.sweep.ray_runner import append_record, run_sweep
+from edgecnn.sweep.report import collect_rows
+from edgecnn.sweep.spec import RUNS_FOLDER, Sweep, SweepPoint
+
+LATENCY, ACCURACY = "latency", "accuracy"
+REFERENCE = "reference"
+STUDY_FILE = "study.db"
+SPENT = "seconds_spent"  # the study's user attribute: search time over every run
+
+
+@dataclass
+class Search:
+    spec: SearchFile
+    source: Path
+    folder: Path  # the search's output folder
+    recipe_folder: Path  # where base and reference are read from
+    base: dict[str, Any]
+    reference: dict[str, Any] | None
+
+    @classmethod
+    def load(cls, spec: SearchFile, source: Path, recipe_folder: Path) -> Search:
+        reference = read_yaml(recipe_folder / spec.reference) if spec.reference else None
+        return cls(spec, source, Path(spec.output.format(name=spec.name)).absolute(),
+                   recipe_folder, read_yaml(recipe_folder / spec.base), reference)
+
+    def point(self, phase: str, name: str, model: dict[str, Any] | None) -> SweepPoint:
+        run_dir = self.folder / phase / RUNS_FOLDER / name
+        base = self.reference if model is None else self.base
+        trained = phase == ACCURACY
+        recipe = candidate_recipe(base, self.spec, model, name, run_dir, self.recipe_folder,
+                                  trained=trained)
+        return SweepPoint(name, {}, recipe, run_dir)
+
+
+def p50_of(rows: list[dict[str, Any]], spec: SearchFile) -> float | None:
+    """The objective artifact's p50 at the objective's batch: side by side where timed so."""
+    row = objective_row(rows, spec)
+    if row is None:
+        return None
+    batch = str(spec.objective.batch)
+    stats = (row.get("side_by_side") or {}).get(batch) or (row.get("latency") or {}).get(batch)
+    return stats["p50_ms"] if stats else None
+
+
+def objective_row(rows: list[dict[str, Any]], spec: SearchFile,
+                  precision: str | None = None) -> dict[str, Any] | None:
+    precision = precision or spec.objective.precision
+    return next((r for r in rows if r["backend"] == spec.objective.backend
+                 and r["precision"] == precision), None)
+
+
+class SearchRunner:
+    """One ``edgecnn search`` invocation on a started Ray (``ray``)."""
+
+    def __init__(self, search: Search, ray, console: Console) -> None:
+        self.search, self.spec, self.ray, self.console = search, search.spec, ray, console
+
+    # -- one phase of a batch: a sweep of its points ----------------------------------------
+    def run_phase(self, phase: str, points: list[SweepPoint]) -> dict[str, Any]:
+        """Rows by point name, and the error of every point that failed."""
+        folder = self.search.folder / phase
+        compare = self.spec.compare.model_copy(update={
+            "enabled": phase == LATENCY, "batch_sizes": [self.spec.objective.batch]})
+        sweep = Sweep(f"{self.spec.name}-{phase}", self.search.source, folder, points,
+                      self.spec.build_cpus, {}, compare)
+        result = run_sweep(sweep, self.ray, self.console,
+                           on_record=lambda record: append_record(folder, record))
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for row in collect_rows(result.statuses, result.comparison):
+            rows.setdefault(row["run"], []).append(row)
+        errors = {s.point.name: s.error or s.state for s in result.statuses if s.state != "done"}
+        return {"rows": rows, "errors": errors}
+
+    # -- the budget that no candidate can meet -----------------------------------------------
+    def check_cheapest(self) -> float | None:
+        """Time the cheapest candidate beside the reference before anything is trained; a
+        latency budget it misses is one no candidate meets (exit 2). Returns the reference's
+        p50 (None without a reference)."""
+        model = cheapest(self.spec.space)
+        name = candidate_key(model)
+        points = [self.search.point(LATENCY, name, model)]
+        if self.search.reference is not None:
+            points.append(self.search.point(LATENCY, REFERENCE, None))
+        measured = self.run_phase(LATENCY, points)
+        if name in measured["errors"]:
+            raise EdgeCNNError(f"search {self.spec.name}: the cheapest candidate of the space "
+                               f"does not build: {measured['errors'][name]}")
+        p50 = p50_of(measured["rows"].get(name, []), self.spec)
+        reference = self.reference_p50(measured)
+        budget = self.latency_budget(reference)
+        if budget is not None and p50 is not None and p50 > budget:
+            raise EdgeCNNError(
+                f"search {self.spec.name}: no candidate can meet the latency budget of "
+                f"{budget:.3f} ms ({self._budget_words(reference)}): the cheapest point of the "
+                f"space measured {p50:.3f} ms on {self.spec.objective.backend}; allow more "
+                "latency or make the space smaller")
+        return reference
+
+    def reference_p50(self, timed: dict[str, Any]) -> float | None:
+        """The reference's p50 in this batch; a budget relative to it cannot go unchecked."""
+        if self.search.reference is None:
+            return None
+        p50 = p50_of(timed["rows"].get(REFERENCE, []), self.spec)
+        if p50 is None and self.spec.constraints.latency_ratio is not None:
+            raise EdgeCNNError(
+                f"search {self.spec.name}: the reference {self.spec.reference} gave no "
+                f"{self.spec.objective.backend} {self.spec.objective.precision} latency, which "
+                f"constraints.latency_ratio needs: {timed['errors'].get(REFERENCE, 'no row')}")
+        return p50
+
+    def latency_budget(self, reference_p50: float | None) -> float | None:
+        c = self.spec.constraints
+        budgets = [c.latency_ms] if c.latency_ms is not None else []
+        if c.latency_ratio is not None and reference_p50 is not None:
+            budgets.append(c.latency_ratio * reference_p50)
+        return min(budgets) if budgets else None
+
+    def _budget_words(self, reference_p50: float | None) -> str:
+        c = self.spec.constraints
+        words = [f"latency_ms {c.latency_ms}"] if c.latency_ms is not None else []
+        if c.latency_ratio is not None and reference_p50 is not None:
+            words.append(f"latency_ratio {c.latency_ratio} x the reference's "
+                         f"{reference_p50:.3f} ms")
+        return ", ".join(words)
+
+    # -- one batch of trials ---------------------------------------------------------------
+    def run_batch(self, study, trials: list) -> None:
+        spec, search = self.spec, self.search
+        models = [suggest(t, spec.space) for t in trials]
+        keys = [candidate_key(m) for m in models]
+        points = {k: search.point(LATENCY, k, m) for k, m in zip(keys, models, strict=True)}
+        if search.reference is not None:
+            points[REFERENCE] = search.point(LATENCY, REFERENCE, None)
+        timed = self.run_phase(LATENCY, list(points.values()))
+        reference = self.reference_p50(timed)
+        budget = self.latency_budget(reference)
+        figures: dict[str, dict[str, Any]] = {}
+        for key, model in zip(keys, models, strict=True):
+            rows = timed["rows"].get(key, [])
+            row = objective_row(rows, spec)
+            figures[key] = {"key": key, "model": model, "error": timed["errors"].get(key),
+                            "p50_ms": p50_of(rows, spec), "reference_p50_ms": reference,
+                            "budget_ms": budget, "macs": row["macs"] if row else None,
+                            "params": row["params"] if row else None, "trained": False}
+            figures[key]["violations"] = self.static_violations(figures[key])
+        feasible = [k for k in dict.fromkeys(keys)
+                    if figures[k]["error"] is None and not any(
+                        v > 0 for v in figures[k]["violations"].values())]
+        if feasible:
+            trained = self.run_phase(ACCURACY, [search.point(ACCURACY, k, figures[k]["model"])
+                                                for k in feasible])
+            for key in feasible:
+                rows = trained["rows"].get(key, [])
+                final, fp32 = objective_row(rows, spec), objective_row(rows, spec, "fp32")
+                figures[key].update(error=trained["errors"].get(key), trained=True,
+                                    top1=final.get("top1") if final else None,
+                                    top1_fp32=fp32.get("top1") if fp32 else None)
+                drop = (figures[key]["top1_fp32"] - figures[key]["top1"]
+                        if final and fp32 and spec.objective.precision == "int8" else None)
+                figures[key]["int8_drop"] = drop
+                if spec.constraints.max_int8_drop is not None and drop is not None:
+                    figures[key]["violations"]["int8_drop"] = drop - spec.constraints.max_int8_drop
+        for trial, key in zip(trials, keys, strict=True):
+            self.tell(study, trial, figures[key])
+
+    def static_violations(self, figures: dict[str, Any]) -> dict[str, float]:
+        """Constraint -> amount over the limit (<= 0: met), as Optuna's constraints want."""
+        c, out = self.spec.constraints, {}
+        if figures["budget_ms"] is not None and figures["p50_ms"] is not None:
+            out["latency"] = figures["p50_ms"] - figures["budget_ms"]
+        if c.max_macs is not None and figures["macs"] is not None:
+            out["macs"] = (figures["macs"] - c.max_macs) / c.max_macs
+        if c.max_params is not None and figures["params"] is not None:
+            out["params"] = (figures["params"] - c.max_params) / c.max_params
+        return out
+
+    def constraint_names(self) -> list[str]:
+        c = self.spec.constraints
+        names = ["latency"] if c.latency_ms is not None or c.latency_ratio is not None else []
+        names += [name for name, limit in (("macs", c.max_macs), ("params", c.max_params),
+                                           ("int8_drop", c.max_int8_drop)) if limit is not None]
+        return names
+
+    def tell(self, study, trial, figures: dict[str, Any]) -> None:
+        from optuna.trial import TrialState
+
+        for name, value in figures.items():
+            trial.set_user_attr(name, value)
+        if figures["error"] is not None or figures["p50_ms"] is None:
+            study.tell(trial, state=TrialState.FAIL)
+            self.console.print(f"trial {trial.number} ({figures['key']}): failed: "
+                               f"{figures['error'] or 'no latency measured'}")
+            return
+        # every trial carries every constraint (Optuna compares them); one a phase did not
+        # reach (the INT8 drop of an untrained candidate) counts as met: another one is not
+        for name in self.constraint_names():
+            trial.set_constraint(name, figures["violations"].get(name, 0.0))
+        # an untrained (infeasible) candidate scores 0: Optuna ranks it by its violations
+        top1 = figures.get("top1") if figures["trained"] else None
+        study.tell(trial, [top1 if top1 is not None else 0.0, figures["p50_ms"]])
+        state = (f"top-1 {top1:.2f}%" if top1 is not None
+                 else "over budget: " + ", ".join(k for k, v in figures["violations"].items()
+                                                  if v > 0))
+        self.console.print(f"trial {trial.number} ({figures['key']}): p50 "
+                           f"{figures['p50_ms']:.3f} ms, {state}")
+
+
+def preflight_search(search: Search):
+    """What can be said before anything is built: the cheapest candidate and the reference
+    pass `edgecnn build`'s checks (data, backends, recipe fields of `set`), and the cheapest
+    candidate meets the MACs and parameter budgets (else none does). Returns its counts."""
+    from edgecnn.models import create_model
+    from edgecnn.profile import profile_model
+    from edgecnn.recipe.preflight import preflight
+
+    spec = search.spec
+    model = cheapest(spec.space)
+    # the cheapest candidate as both phases build it (untrained, then with the proxy training)
+    points = [search.point(LATENCY, "cheapest", model), search.point(ACCURACY, "cheapest", model)]
+    if search.reference is not None:
+        points.append(search.point(LATENCY, REFERENCE, None))
+    for point in points:
+        try:
+            preflight(point.recipe, point.run_dir)
+        except EdgeCNNError as exc:
+            raise EdgeCNNError(f"search {search.source} ({point.name}): {exc}") from None
+    built = create_model(model["arch"], device="meta", num_classes=10,
+                         cifar_stem=model["cifar_stem"], **model["options"])
+    counts = profile_model(built, model["resolution"])
+    limits = spec.constraints
+    for field, value, limit, what in (("max_macs", counts.macs, limits.max_macs, "MACs"),
+                                      ("max_params", counts.params, limits.max_params,
+                                       "parameters")):
+        if limit is not None and value > limit:
+            raise EdgeCNNError(f"search {search.source}: no candidate can meet constraints."
+                               f"{field} {limit:g}: the cheapest point of the space has "
+                               f"{value:,} {what}")
+    return counts
+
+
+def open_study(search: Search):
+    optuna = require("optuna", "edgecnn search")
+    spec = search.spec
+    # constraints reach both samplers through Trial.set_constraint (Optuna 5)
+    sampler = (optuna.samplers.NSGAIISampler(seed=spec.seed,
+                                             population_size=max(4, spec.parallel * 2))
+               if spec.sampler == "nsga2" else
+               optuna.samplers.TPESampler(seed=spec.seed, multivariate=True,
+                                          n_startup_trials=max(4, spec.parallel * 2)))
+    search.folder.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(storage=f"sqlite:///{search.folder / STUDY_FILE}",
+                               study_name=spec.name, load_if_exists=True,
+                               directions=["maximize", "minimize"], sampler=sampler)
+
+
+def resume_stale_trials(study) -> int:
+    """Trials left running by a killed search: failed, and their parameters proposed again
+    (their run folders, named by content, keep what they finished)."""
+    from optuna.trial import TrialState
+
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in stale:
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        study.enqueue_trial(trial.params, skip_if_exists=False)
+    return len(stale)
+
+
+def finished(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def run_search(search: Search, ray, console: Console) -> Any:
+    """Run trials until the budget's trials are complete or its hours spent; returns the
+    study. Every run adds to the stored trials."""
+    spec = search.spec
+    study = open_study(search)
+    stale = resume_stale_trials(study)
+    before = finished(study)
+    console.print(f"search {spec.name}: {before} trials stored"
+                  + (f", {stale} interrupted ones proposed again" if stale else ""))
+    runner = SearchRunner(search, ray, console)
+    if before == 0 and not stale:
+        runner.check_cheapest()
+    spent, start = float(study.user_attrs.get(SPENT, 0.0)), time.time()
+    asked = 0  # a space whose candidates keep failing to build must not loop forever
+    while finished(study) < spec.budget.trials and asked < 2 * spec.budget.trials:
+        elapsed = spent + time.time() - start
+        if spec.budget.hours is not None and elapsed >= spec.budget.hours * 3600:
+            console.print(f"budget of {spec.budget.hours} h spent")
+            break
+        count = min(spec.parallel, spec.budget.trials - finished(study))
+        runner.run_batch(study, [study.ask() for _ in range(count)])
+        asked += count
+        study.set_user_attr(SPENT, spent + time.time() - start)
+    if spec.train_reference and search.reference is not None:
+        # the reference with its own schedule, once (cached after): its top-1 on the plot
+        runner.run_phase(ACCURACY, [search.point(ACCURACY, REFERENCE, None)])
+    return study
