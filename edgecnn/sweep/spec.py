@@ -179,8 +179,10 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Swe
         raw = copy.deepcopy(base)
         source = f"{path} point {name}"
         # the sweep's set, then the point's own fields, then --set: the last word is the user's
+        # copies: a later dotted field (train.precision) must not edit a mapping (train) that
+        # the sweep's set shares with every other point
         for key, value in {**spec.set, **fields, **(overrides or {})}.items():
-            set_field(raw, key, value, source)
+            set_field(raw, key, copy.deepcopy(value), source)
         run_dir = (folder / RUNS_FOLDER / name).absolute()
         raw["name"], raw["output"] = name, str(run_dir)
         recipe = validate_recipe(raw, source, base_folder)

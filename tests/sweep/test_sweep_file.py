@@ -59,6 +59,21 @@ output: out/{name}
             } == {1}
 
 
+def test_a_runs_field_inside_a_shared_mapping_stays_in_that_run(tmp_path):
+    # the sweep's set gives every point one `train` mapping; one run's train.precision must
+    # not leak into the runs after it (it did: every zoo run trained under bf16)
+    path = write(tmp_path, """\
+name: s
+base: base.yaml
+set: {train: {epochs: 1, precision: fp32}}
+runs:
+  - {name: first}
+  - {name: bf16, set: {train.precision: bf16}}
+  - {name: last, set: {train.lr: 0.05}}
+""")
+    assert [p.recipe.train.precision for p in load_sweep(path).points] == ["fp32", "bf16", "fp32"]
+
+
 def test_an_inline_base_recipe(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("name: s\nbase:\n  model: {arch: resnet20}\n  data: {dataset: cifar10-jpeg}\n"
