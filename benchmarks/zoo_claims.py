@@ -2,6 +2,8 @@
 
     python benchmarks/zoo_claims.py runs/sweeps/cifar10_zoo/sweep.json \
         > benchmarks/results/zoo/claims.md
+    python benchmarks/zoo_claims.py runs/sweeps/cifar10_zoo   # a sweep not finished yet: the
+                                                              # report.json of its finished runs
 
 Reads what `edgecnn sweep sweeps/cifar10_zoo.yaml` wrote (nothing is measured here) and sets the
 pairs the lecture compares side by side: separable against full-convolution MobileNet v1;
@@ -51,7 +53,8 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def claim_table(runs: list[str], table: dict, published: dict[str, Any]) -> list[str]:
+def claim_table(runs: list[str], table: dict, published: dict[str, Any],
+                compare: bool = True) -> list[str]:
     base = runs[0]
     head = ["run", "params", "MACs (M)", "FP32 top-1", "published"]
     for backend in BACKENDS:
@@ -72,7 +75,8 @@ def claim_table(runs: list[str], table: dict, published: dict[str, Any]) -> list
                       fmt(i.get("top1") if i else None, 2)]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines += ratios(base, runs[1:], table)
+    if compare:
+        lines += ratios(base, runs[1:], table)
     return lines
 
 
@@ -104,16 +108,42 @@ def frontier_lines(report: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def load(path: Path) -> dict[str, Any]:
+    """sweep.json, or for a sweep folder without one (a sweep still running) the rows of the
+    runs that finished, with their own (not side-by-side) latencies."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    rows, points = [], []
+    for report in sorted(path.glob("runs/*/report.json")):
+        run = report.parent.name
+        rows += [{**row, "run": run} for row in json.loads(report.read_text())["rows"]]
+        points.append({"name": run, "state": "done", "published": None})
+    from edgecnn.sweep.frontier import frontiers  # the sweep report's own frontiers
+
+    return {"name": path.name + " (finished runs only)", "rows": rows, "points": points,
+            "frontiers": frontiers(rows)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_json")
+    parser.add_argument("sweep_json", help="sweep.json, or a sweep folder (its finished runs)")
+    parser.add_argument("--sweep-file", help="the sweep file, for its published figures")
     args = parser.parse_args()
-    report = json.loads(Path(args.sweep_json).read_text())
+    report = load(Path(args.sweep_json))
     table = by_run(report)
     published = {p["name"]: p.get("published") for p in report["points"] if p.get("published")}
+    if args.sweep_file:  # the published figures, when the sweep has not written sweep.json
+        from edgecnn.sweep.spec import load_sweep
+
+        published |= {p.name: p.published.model_dump() for p in load_sweep(args.sweep_file).points
+                      if p.published}
+    timing = ("side by side (one process, alternating rounds)" if report.get("side_by_side")
+              else "each run's own benchmark (runs timed minutes apart: noisy across runs)")
     out = [f"# The lecture's claims on sweep {report['name']}", "",
-           f"From {args.sweep_json}; p50 at batch 1, side by side. Top-1 on the 10,000 test "
-           "images of the JPEG copy.", ""]
+           f"From {args.sweep_json}; p50 at batch 1, 2 threads, {timing}. Top-1 on the 10,000 "
+           "test images of the JPEG copy.", ""]
+    out += ["## Every run", "", *claim_table([p["name"] for p in report["points"]], table,
+                                              published, compare=False)]
     for title, runs in CLAIMS.items():
         out += [f"## {title}", "", *claim_table(runs, table, published)]
     out += frontier_lines(report)
