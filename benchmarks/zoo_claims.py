@@ -114,7 +114,8 @@ def load(path: Path) -> dict[str, Any]:
     if path.is_file():
         return json.loads(path.read_text())
     rows, points = [], []
-    for report in sorted(path.glob("runs/*/report.json")):
+    # a sweep folder's runs/NAME/report.json, or NAME/report.json copied out of one
+    for report in sorted(path.glob("runs/*/report.json")) or sorted(path.glob("*/report.json")):
         run = report.parent.name
         rows += [{**row, "run": run} for row in json.loads(report.read_text())["rows"]]
         points.append({"name": run, "state": "done", "published": None})
