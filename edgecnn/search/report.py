@@ -5,39 +5,24 @@ best candidates as ready recipes (best-1.yaml, ...) for a full ``edgecnn build``
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from edgecnn.atomic import atomic_write_bytes, atomic_write_json
-from edgecnn.search.study import ACCURACY, REFERENCE, Search, objective_row
-from edgecnn.sweep.frontier import pareto_front
+from edgecnn.search.front import best_on_front, feasible_trained, front_of, trial_rows
+from edgecnn.search.study import FINAL, FINAL_FILE, REFERENCE, Search, objective_row
 from edgecnn.sweep.plots import plot_frontier
 from edgecnn.sweep.spec import RUNS_FOLDER
 
 BEST = 3  # recipes written for the best candidates of the front
 
 
-def trial_rows(study) -> list[dict[str, Any]]:
-    rows = []
-    for trial in study.get_trials(deepcopy=False):
-        attrs = trial.user_attrs
-        rows.append({"trial": trial.number, "state": trial.state.name, "key": attrs.get("key"),
-                     "params": attrs.get("params"), "macs": attrs.get("macs"),
-                     "p50_ms": attrs.get("p50_ms"), "budget_ms": attrs.get("budget_ms"),
-                     "reference_p50_ms": attrs.get("reference_p50_ms"),
-                     "trained": attrs.get("trained", False), "top1": attrs.get("top1"),
-                     "top1_fp32": attrs.get("top1_fp32"), "int8_drop": attrs.get("int8_drop"),
-                     "violations": attrs.get("violations", {}), "error": attrs.get("error"),
-                     "model": attrs.get("model"), "choices": trial.params})
-    return rows
-
-
 def reference_row(search: Search) -> dict[str, Any] | None:
-    """The reference's top-1 (its own schedule) and latency (side by side in the last batch),
-    when the search trained it."""
-    report = search.folder / ACCURACY / RUNS_FOLDER / REFERENCE / "report.json"
+    """The reference's top-1 on its own schedule, when the search trained it."""
+    report = search.folder / FINAL / RUNS_FOLDER / REFERENCE / "report.json"
     if not report.is_file():
         return None
     from edgecnn.report.rows import read_rows
@@ -50,13 +35,11 @@ def write_search_report(search: Search, study) -> dict[str, Path]:
     spec, folder = search.spec, search.folder
     rows = trial_rows(study)
     o = spec.objective
-    # the feasible trained trials as the sweep's frontier and plot read rows
-    trained = [{**r, "run": f"t{r['trial']}", "backend": o.backend, "precision": o.precision,
-                "family": "searchable"}
-               for r in rows if r["state"] == "COMPLETE" and r["trained"]
-               and r["top1"] is not None and not any(v > 0 for v in r["violations"].values())]
-    front = pareto_front(trained, lambda r: r["p50_ms"])
+    trained = feasible_trained(rows, spec)
+    front = front_of(trained)
     front_ids = {r["trial"] for r in front}
+    final_file = folder / FINAL_FILE
+    final = json.loads(final_file.read_text()) if final_file.is_file() else None
     reference = reference_row(search)
     reference_p50 = next((r["reference_p50_ms"] for r in reversed(rows)
                           if r.get("reference_p50_ms")), None)
@@ -65,7 +48,8 @@ def write_search_report(search: Search, study) -> dict[str, Path]:
         "name": spec.name, "source": str(search.source), "objective": spec.objective.model_dump(),
         "constraints": spec.constraints.model_dump(), "trials": rows,
         "front": sorted(front_ids), "reference": {
-            "top1": reference.get("top1") if reference else None, "p50_ms": reference_p50}})
+            "top1": reference.get("top1") if reference else None, "p50_ms": reference_p50},
+        "final": final})
     plot_rows = list(trained)
     if reference and reference_p50:
         plot_rows.append({"run": "reference", "top1": reference["top1"], "p50_ms": reference_p50,
@@ -76,11 +60,12 @@ def write_search_report(search: Search, study) -> dict[str, Path]:
                       f"p50 at batch {o.batch}, {o.threads} threads, {o.backend} "
                       f"{o.precision.upper()} (ms)",
                       f"search {spec.name}: top-1 against measured latency", files["plot"])
-    best = sorted(front, key=lambda r: -r["top1"])[:BEST]
+    best = best_on_front(front, BEST)
     for rank, row in enumerate(best, 1):
         files[f"best-{rank}"] = write_best_recipe(search, row, rank)
-    atomic_write_bytes(files["md"], _markdown(search, rows, front_ids, reference,
-                                              reference_p50, best).encode())
+    atomic_write_bytes(files["md"], (_markdown(search, rows, front_ids, reference,
+                                               reference_p50, best)
+                                     + _final_markdown(search, final)).encode())
     return files
 
 
@@ -131,4 +116,36 @@ def _markdown(search: Search, rows, front_ids, reference, reference_p50, best) -
     lines += ["", "## Best candidates (on the front, highest top-1 first)", ""]
     lines += [f"- best-{i}.yaml: trial {r['trial']}, top-1 {r['top1']:.2f}%, p50 "
               f"{r['p50_ms']:.3f} ms" for i, r in enumerate(best, 1)] or ["- none yet"]
+    return "\n".join(lines) + "\n"
+
+
+def _final_markdown(search: Search, final: dict[str, Any] | None) -> str:
+    """The finalists on the base recipe's own schedule against the reference on its own,
+    timed side by side: the comparison the search was for."""
+    if not final:
+        return ""
+    o = search.spec.objective
+    ref = final.get("reference") or {}
+    timed = ", timed side by side with the reference" if final["side_by_side"] else ""
+    lines = ["", f"## Final: trained on {final['schedule']}{timed}", "",
+             f"| run | top-1 {o.precision.upper()} | FP32 top-1 | p50 (ms) | top-1 vs "
+             "reference (points) | p50 / reference | search's proxy top-1 |",
+             "|---|---|---|---|---|---|---|"]
+
+    def versus(row, key, fmt):
+        if row.get(key) is None or ref.get(key) is None:
+            return "-"
+        return fmt(row[key], ref[key])
+
+    for row in final["finalists"]:
+        lines.append(
+            f"| trial {row['trial']} ({row['key']}) | {_fmt(row['top1'], 2)} | "
+            f"{_fmt(row['top1_fp32'], 2)} | {_fmt(row['p50_ms'])} | "
+            f"{versus(row, 'top1', lambda a, b: f'{a - b:+.2f}')} | "
+            f"{versus(row, 'p50_ms', lambda a, b: f'{a / b:.3f}')} | "
+            f"{_fmt(row['search_top1'], 2)} |" + (f" error: {row['error'][:100]}"
+                                                  if row.get("error") else ""))
+    if ref:
+        lines.append(f"| reference ({search.spec.reference}) | {_fmt(ref['top1'], 2)} | "
+                     f"{_fmt(ref['top1_fp32'], 2)} | {_fmt(ref['p50_ms'])} | | | |")
     return "\n".join(lines) + "\n"

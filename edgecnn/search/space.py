@@ -64,14 +64,16 @@ def candidate_key(model: dict[str, Any]) -> str:
 
 
 def candidate_recipe(base: dict[str, Any], spec: SearchFile, model: dict[str, Any] | None,
-                     name: str, run_dir: Path, folder: Path, *, trained: bool) -> Recipe:
-    """The base recipe with the candidate's model and the search's ``set`` (``model=None``:
-    the reference recipe as it is), built only for the objective's backend. Untrained, for
-    the latency phase: random weights (the same graph and kernels, so the same latency) and
-    no accuracy-aware fallback, which random weights cannot judge."""
+                     name: str, run_dir: Path, folder: Path, *, trained: bool,
+                     proxy: bool = True) -> Recipe:
+    """The base recipe with the candidate's model and (``proxy``) the search's ``set``
+    (``model=None``: the reference recipe as it is), built only for the objective's backend.
+    Untrained, for the latency phase: random weights (the same graph and kernels, so the
+    same latency) and no accuracy-aware fallback, which random weights cannot judge."""
     raw = copy.deepcopy(base)
     if model is not None:
         raw["model"] = copy.deepcopy(model)
+    if model is not None and proxy:
         for key, value in spec.set.items():  # the proxy training: candidates only
             set_field(raw, key, copy.deepcopy(value), f"search {spec.name} set")
     objective = spec.objective

@@ -19,6 +19,7 @@ constraints and the budget, checked before anything runs.
     budget: {trials: 40, hours: 2}
     parallel: 2                              # trials built at once (Ray tasks)
     sampler: nsga2                           # or tpe (multi-objective, with constraints)
+    finalists: 1                             # best candidates retrained on the base's schedule
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.recipe.schema import check_template
-from edgecnn.safe_yaml import echo, read_yaml_file
+from edgecnn.safe_yaml import echo
 from edgecnn.sweep.spec import CompareSection
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
@@ -42,7 +43,7 @@ BACKEND_MODULES = {"onnxruntime": ("onnxruntime",), "openvino": ("openvino", "nn
 MAX_STAGES = 12
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -50,7 +51,7 @@ def as_choices(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-class StageSpace(_Strict):
+class StageSpace(Strict):
     """One stage's choices; a single value is a fixed choice."""
 
     width: int | list[int]
@@ -65,7 +66,7 @@ class StageSpace(_Strict):
         return {name: as_choices(getattr(self, name)) for name in type(self).model_fields}
 
 
-class Space(_Strict):
+class Space(Strict):
     cifar_stem: bool = False
     resolution: int | list[int]
     stem: int | list[int] = 16
@@ -74,14 +75,14 @@ class Space(_Strict):
     stages: list[StageSpace] = Field(min_length=1, max_length=MAX_STAGES)
 
 
-class Objective(_Strict):
+class Objective(Strict):
     backend: Literal["onnxruntime", "openvino", "tflite"]
     precision: Literal["int8", "fp32"] = "int8"
     batch: int = Field(1, ge=1, le=4096)
     threads: int = Field(2, ge=1, le=1024)
 
 
-class Constraints(_Strict):
+class Constraints(Strict):
     latency_ms: float | None = Field(None, gt=0, le=1e6, description="p50 budget")
     latency_ratio: float | None = Field(None, gt=0, le=1e3,
                                         description="p50 budget as a multiple of the reference's")
@@ -91,12 +92,12 @@ class Constraints(_Strict):
                                         description="points of top-1 INT8 may lose to FP32")
 
 
-class Budget(_Strict):
+class Budget(Strict):
     trials: int = Field(20, ge=1, le=10_000)
     hours: float | None = Field(None, gt=0, le=1000)
 
 
-class SearchFile(_Strict):
+class SearchFile(Strict):
     name: str = Field(pattern=NAME_PATTERN, max_length=128)
     base: str = Field(min_length=1, max_length=4096, description="recipe file of every trial")
     reference: str | None = Field(None, max_length=4096,
@@ -111,6 +112,10 @@ class SearchFile(_Strict):
     budget: Budget = Field(default_factory=Budget)
     train_reference: bool = Field(True, description="also train the reference with its own "
                                                     "schedule, for its top-1 beside the trials")
+    finalists: int = Field(1, ge=0, le=10,
+                           description="the best candidates of the front trained again with "
+                                       "the base recipe's own schedule once the budget is "
+                                       "spent, timed side by side with the reference")
     compare: CompareSection = Field(
         default_factory=CompareSection,
         description="the side-by-side timing of each batch (its batch_sizes: the objective's)")
@@ -130,17 +135,12 @@ class SearchFile(_Strict):
         return self
 
 
-def load_search(path: str | Path) -> tuple[SearchFile, Path]:
+def parse_search(data: dict[str, Any], path: Path) -> tuple[SearchFile, Path]:
     """The validated search file and its folder (where base and reference are read from)."""
-    path = Path(path)
-    data = read_yaml_file(path, "search file")
-    if not isinstance(data, dict):
-        raise EdgeCNNError(f"search file {path}: expected a mapping (name, base, space, "
-                           f"objective, ...), got {type(data).__name__}")
     try:
         spec = SearchFile.model_validate(data)
     except ValidationError as exc:
-        raise EdgeCNNError(_format_error(exc, path)) from None
+        raise EdgeCNNError(format_validation_error(exc, path)) from None
     _check_choices(spec.space, path)
     check_backend_installed(spec, path)
     for field_name in ("base", "reference"):
@@ -191,7 +191,7 @@ def _check_choices(space: Space, path: Path) -> None:
                                f"integers {low}..4096, got {values}")
 
 
-def _format_error(exc: ValidationError, path: Path) -> str:
+def format_validation_error(exc: ValidationError, path: Path) -> str:
     lines = []
     for error in exc.errors()[:3]:
         where = ".".join(str(p) for p in error["loc"]) or "the file"

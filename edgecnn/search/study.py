@@ -9,6 +9,10 @@ holds on a noisy machine. Accuracy: only the candidates that meet the latency, M
 parameter constraints are trained with the base recipe's schedule, quantized again (real
 weights, real ranges) and evaluated; the others are told to Optuna as infeasible, untrained.
 
+When the budget is spent, the final phase trains the best ``finalists`` of the front again
+with the base recipe's own schedule (no proxy ``set``) and the reference with its own, and
+times them side by side: the comparison a user decides on (``final.json``).
+
 The study lives in ``study.db`` (SQLite) in the search folder: a killed search run again
 loads it, marks the trials that were running as failed and proposes their parameters again
 (their finished stages are reused: a candidate's run folder is named after what it is).
@@ -24,15 +28,18 @@ from typing import Any
 from rich.console import Console
 
 from edgecnn._optional import require
+from edgecnn.atomic import atomic_write_json
 from edgecnn.errors import EdgeCNNError
 from edgecnn.recipe.loading import read_yaml
+from edgecnn.search.front import best_on_front, feasible_trained, front_of, trial_rows
 from edgecnn.search.space import candidate_key, candidate_recipe, cheapest, suggest
 from edgecnn.search.spec import SearchFile
 from edgecnn.sweep.ray_runner import append_record, run_sweep
 from edgecnn.sweep.report import collect_rows
 from edgecnn.sweep.spec import RUNS_FOLDER, Sweep, SweepPoint
 
-LATENCY, ACCURACY = "latency", "accuracy"
+LATENCY, ACCURACY, FINAL = "latency", "accuracy", "final"
+FINAL_FILE = "final.json"
 REFERENCE = "reference"
 STUDY_FILE = "study.db"
 SPENT = "seconds_spent"  # the study's user attribute: search time over every run
@@ -56,9 +63,9 @@ class Search:
     def point(self, phase: str, name: str, model: dict[str, Any] | None) -> SweepPoint:
         run_dir = self.folder / phase / RUNS_FOLDER / name
         base = self.reference if model is None else self.base
-        trained = phase == ACCURACY
+        # the final phase trains with the base's own schedule, the others with the proxy set
         recipe = candidate_recipe(base, self.spec, model, name, run_dir, self.recipe_folder,
-                                  trained=trained)
+                                  trained=phase in (ACCURACY, FINAL), proxy=phase != FINAL)
         return SweepPoint(name, {}, recipe, run_dir)
 
 
@@ -90,7 +97,9 @@ class SearchRunner:
         """Rows by point name, and the error of every point that failed."""
         folder = self.search.folder / phase
         compare = self.spec.compare.model_copy(update={
-            "enabled": phase == LATENCY, "batch_sizes": [self.spec.objective.batch]})
+            # trained models need no second timing (their graph is the latency phase's)
+            "enabled": phase != ACCURACY and len(points) > 1,
+            "batch_sizes": [self.spec.objective.batch]})
         sweep = Sweep(f"{self.spec.name}-{phase}", self.search.source, folder, points,
                       self.spec.build_cpus, {}, compare)
         result = run_sweep(sweep, self.ray, self.console,
@@ -234,6 +243,41 @@ class SearchRunner:
         self.console.print(f"trial {trial.number} ({figures['key']}): p50 "
                            f"{figures['p50_ms']:.3f} ms, {state}")
 
+    # -- the final phase: the best candidates on the base's schedule, beside the reference ---
+    def run_final(self, study) -> dict[str, Any] | None:
+        spec, search = self.spec, self.search
+        best = best_on_front(front_of(feasible_trained(trial_rows(study), spec)),
+                             spec.finalists)
+        points = [search.point(FINAL, row["key"], row["model"]) for row in best]
+        if spec.train_reference and search.reference is not None:
+            points.append(search.point(FINAL, REFERENCE, None))
+        if not points:
+            return None
+        done = self.run_phase(FINAL, points)
+
+        def figures(name: str) -> dict[str, Any]:
+            rows = done["rows"].get(name, [])
+            final, fp32 = objective_row(rows, spec), objective_row(rows, spec, "fp32")
+            return {"top1": final.get("top1") if final else None,
+                    "top1_fp32": fp32.get("top1") if fp32 else None,
+                    "p50_ms": p50_of(rows, spec), "error": done["errors"].get(name)}
+
+        result = {"side_by_side": len(points) > 1,
+                  "schedule": "the base recipe's own schedule (without the search's set)",
+                  "reference": figures(REFERENCE) if search.reference is not None
+                  and spec.train_reference else None,
+                  "finalists": [{"trial": row["trial"], "key": row["key"], "model": row["model"],
+                                 "search_top1": row["top1"], "search_p50_ms": row["p50_ms"],
+                                 **figures(row["key"])} for row in best]}
+        atomic_write_json(search.folder / FINAL_FILE, result)
+        for row in result["finalists"]:
+            words = (f"top-1 {row['top1']:.2f}%, p50 {row['p50_ms']:.3f} ms"
+                     if row["top1"] is not None and row["p50_ms"] is not None
+                     else f"failed: {row['error']}")
+            self.console.print(f"final: trial {row['trial']} ({row['key']}) on the base's "
+                               f"schedule: {words}")
+        return result
+
 
 def preflight_search(search: Search):
     """What can be said before anything is built: the cheapest candidate and the reference
@@ -310,7 +354,8 @@ def run_search(search: Search, ray, console: Console) -> Any:
     stale = resume_stale_trials(study)
     before = finished(study)
     console.print(f"search {spec.name}: {before} trials stored"
-                  + (f", {stale} interrupted ones proposed again" if stale else ""))
+                  + (f", {stale} interrupted {'trial' if stale == 1 else 'trials'} proposed "
+                     "again" if stale else ""))
     runner = SearchRunner(search, ray, console)
     if before == 0 and not stale:
         runner.check_cheapest()
@@ -325,7 +370,7 @@ def run_search(search: Search, ray, console: Console) -> Any:
         runner.run_batch(study, [study.ask() for _ in range(count)])
         asked += count
         study.set_user_attr(SPENT, spent + time.time() - start)
-    if spec.train_reference and search.reference is not None:
-        # the reference with its own schedule, once (cached after): its top-1 on the plot
-        runner.run_phase(ACCURACY, [search.point(ACCURACY, REFERENCE, None)])
+    # after the budget: the best candidates and the reference, each on its own recipe's
+    # schedule, side by side (cached after: a rerun retimes only)
+    runner.run_final(study)
     return study

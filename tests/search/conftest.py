@@ -15,7 +15,7 @@ SEARCH = """\
 name: tiny
 base: base.yaml
 reference: base.yaml
-set: {{train.batch_size: 40}}
+set: {{train.lr: 0.1}}
 space:
   cifar_stem: true
   resolution: [32]

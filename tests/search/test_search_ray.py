@@ -46,6 +46,18 @@ def test_tiny_search_runs_two_trials_at_once_and_continues_from_its_study(write_
     best = out / "best-1.yaml"
     assert cli("validate", best).code == 0
     assert "searchable_mbconv" in best.read_text()
+    # the final phase: the best candidate trained again with the base's own schedule (lr
+    # 0.05; the search's proxy set gave its trials 0.1)
+    final = json.loads((out / "final.json").read_text())
+    assert [f["key"] for f in final["finalists"]] == [
+        t["key"] for t in complete if t["trial"] == final["finalists"][0]["trial"]]
+    finalist = final["finalists"][0]
+    assert 0 <= finalist["top1"] <= 100 and finalist["p50_ms"] > 0 and not finalist["error"]
+    def recipe_of(phase: str) -> dict:
+        return json.loads((out / phase / "runs" / finalist["key"] / "recipe.json").read_text())
+    assert recipe_of("final")["train"]["lr"] == 0.05
+    assert recipe_of("accuracy")["train"]["lr"] == 0.1
+    assert "## Final" in (out / "trials.md").read_text()
     # two trials at once: two build parts of the latency phase overlapped in time, and no
     # benchmark shared the node with another task
     builds = [r for r in tasks(out / "latency") if r["part"] == "build"]
