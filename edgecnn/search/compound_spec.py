@@ -108,6 +108,11 @@ class CompoundFile(Strict):
     @model_validator(mode="after")
     def _output(self) -> CompoundFile:
         check_template(self.output, {"name"}, "output")
+        # the scaling writes the model of every point; a model field in set would undo it
+        clashes = [key for key in self.set if key == "model" or key.startswith("model.")]
+        if clashes:
+            raise ValueError(f"set: {', '.join(clashes)} would override the scaled model; put "
+                             "the baseline's model in the base recipe")
         return self
 
 

@@ -20,7 +20,7 @@ BASELINE = {"arch": "efficientnet", "cifar_stem": True, "options": {"width_mult"
 COMPOUND = """\
 name: tiny-compound
 base: base.yaml
-set: {{train.lr: 0.01}}
+set: {set}
 compound:
   resolution: 32
   alpha: {alpha}
@@ -38,8 +38,8 @@ output: out
 
 
 def write_compound(folder: Path, dataset: Path, **fields) -> Path:
-    values = {"alpha": "[1.0, 2.0]", "gamma": "[1.0, 1.4]", "tolerance": 0.3, "phis": "[]",
-              "singles": "[depth]"} | fields
+    values = {"set": "{train.lr: 0.01}", "alpha": "[1.0, 2.0]", "gamma": "[1.0, 1.4]",
+              "tolerance": 0.3, "phis": "[]", "singles": "[depth]"} | fields
     base = TINY_RECIPE.format(dataset=dataset).replace(
         "model: {arch: resnet20}",
         "model: {arch: efficientnet, cifar_stem: true, resolution: 32, "
@@ -116,6 +116,8 @@ def test_scaling_to_phi_raises_the_found_multipliers_to_that_power(tmp_path, tin
     ({"alpha": "[0.5, 1.0]"}, ["compound.alpha", "1.0..4.0"]),
     ({"alpha": "[1.0]", "gamma": "[1.0]"}, ["no point but the baseline"]),
     ({"singles": "[height]"}, ["compound.singles"]),
+    ({"set": "{model.options.width_mult: 1.0}"}, ["model.options.width_mult",
+                                                    "override the scaled model"]),
     ({"alpha": "[1.0, 1.05]", "gamma": "[1.0]", "tolerance": 0.01},
      ["no (alpha, beta, gamma) of the grid", "nearest"]),
 ])
