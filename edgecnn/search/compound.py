@@ -59,6 +59,9 @@ class Baseline:
         self.width_mult = float(options.get("width_mult", 1.0))
         self._macs = lru_cache(maxsize=4096)(self._count)
 
+    def unscaled(self) -> Scaled:
+        return Scaled("baseline", "baseline", 0, 1.0, 1.0, self.resolution)
+
     def section(self, point: Scaled) -> dict[str, Any]:
         model = copy.deepcopy(self.model)
         model.pop("pretrained", None)  # a scaled network has no weights of its own
@@ -91,7 +94,7 @@ def grid_points(spec: CompoundFile, baseline: Baseline) -> list[Scaled]:
     """The baseline and every (alpha, beta, gamma) whose counted mult-adds are within
     tolerance of target x the baseline's."""
     r0, scaling = spec.compound.resolution, spec.compound
-    base = Scaled("baseline", "baseline", 0, 1.0, 1.0, r0)
+    base = baseline.unscaled()
     points, ratios = [base], {}
     for a, b, g in grid(scaling):
         point = Scaled(f"phi1-a{a:g}-b{b:g}-g{g:g}", GRID, 1, a, b, round(r0 * g))
@@ -161,8 +164,7 @@ class CompoundRunner:
         self.search, self.spec, self.console = search, search.spec, console
         self.runner = SearchRunner(search, ray, console)
         self.baseline = baseline_of(search)
-        self.baseline_macs = self.baseline.macs(
-            Scaled("baseline", "baseline", 0, 1.0, 1.0, self.spec.compound.resolution))
+        self.baseline_macs = self.baseline.macs(self.baseline.unscaled())
 
     @staticmethod
     def point_of(search: Search, baseline: Baseline, phase: str, point: Scaled) -> SweepPoint:
@@ -234,11 +236,10 @@ def preflight_compound(search: Search) -> list[tuple[Scaled, int]]:
 
     baseline = baseline_of(search)
     points = grid_points(search.spec, baseline)
-    for index, point in enumerate(points):
-        sweep_point = CompoundRunner.point_of(search, baseline, GRID, point)
-        if index == 0:
-            try:
-                preflight(sweep_point.recipe, sweep_point.run_dir)
-            except EdgeCNNError as exc:
-                raise EdgeCNNError(f"search {search.source} (baseline): {exc}") from None
+    # building each point's recipe validates it; the baseline's also passes the build's checks
+    recipes = [CompoundRunner.point_of(search, baseline, GRID, p) for p in points]
+    try:
+        preflight(recipes[0].recipe, recipes[0].run_dir)
+    except EdgeCNNError as exc:
+        raise EdgeCNNError(f"search {search.source} (baseline): {exc}") from None
     return [(p, baseline.macs(p)) for p in points]

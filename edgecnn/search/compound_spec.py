@@ -27,12 +27,12 @@ from pydantic import Field, ValidationError, model_validator
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.recipe.schema import check_template
-from edgecnn.safe_yaml import echo
 from edgecnn.search.spec import (
     NAME_PATTERN,
     Objective,
     Strict,
     check_backend_installed,
+    check_recipe_path,
     format_validation_error,
 )
 from edgecnn.sweep.spec import CompareSection
@@ -130,8 +130,5 @@ def parse_compound(data: dict[str, Any], path: Path) -> tuple[CompoundFile, Path
     except ValidationError as exc:
         raise EdgeCNNError(format_validation_error(exc, path)) from None
     check_backend_installed(spec, path)
-    if not (path.parent / spec.base).is_file():
-        raise EdgeCNNError(f"search file {path}: base {echo(spec.base)} is not a recipe file "
-                           f"({path.parent / spec.base} does not exist); give a path relative "
-                           "to the search file")
+    check_recipe_path(path, "base", spec.base)
     return spec, path.resolve().parent

@@ -144,12 +144,16 @@ def parse_search(data: dict[str, Any], path: Path) -> tuple[SearchFile, Path]:
     _check_choices(spec.space, path)
     check_backend_installed(spec, path)
     for field_name in ("base", "reference"):
-        value = getattr(spec, field_name)
-        if value is not None and not (path.parent / value).is_file():
-            raise EdgeCNNError(f"search file {path}: {field_name} {echo(value)} is not a recipe "
-                               f"file ({path.parent / value} does not exist); give a path "
-                               "relative to the search file")
+        check_recipe_path(path, field_name, getattr(spec, field_name))
     return spec, path.resolve().parent
+
+
+def check_recipe_path(path: Path, field_name: str, value: str | None) -> None:
+    """A recipe named by a search file exists, relative to the search file."""
+    if value is not None and not (path.parent / value).is_file():
+        raise EdgeCNNError(f"search file {path}: {field_name} {echo(value)} is not a recipe "
+                           f"file ({path.parent / value} does not exist); give a path "
+                           "relative to the search file")
 
 
 def check_backend_installed(spec: SearchFile, path: Path) -> None:
