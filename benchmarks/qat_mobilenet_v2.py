@@ -53,11 +53,11 @@ from edgecnn.data import calibration_indices, load_split
 from edgecnn.data.loaders import BatchLoader
 from edgecnn.export.onnx_export import export_onnx
 from edgecnn.models import create_model
+from edgecnn.models.onednn_workarounds import explicit_padding_on_tiny_depthwise
 from edgecnn.quantize.cpu_features import choose_reduce_range
 from edgecnn.quantize.onnxruntime_static import quantize_static_onnx
 from edgecnn.quantize.qat import QATModel, qat_finetune, train_epochs
 from edgecnn.train.evaluate import agreement, evaluate
-from edgecnn.train.onednn_workarounds import explicit_padding_on_tiny_depthwise
 
 RESULTS = Path(__file__).parent / "results"
 SETTINGS = {  # name -> (per_channel, reduce_range)

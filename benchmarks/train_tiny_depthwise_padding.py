@@ -1,7 +1,7 @@
 """Training speed with and without explicit padding of tiny-map depthwise convolutions (CPU).
 
 oneDNN computes depthwise weight gradients on maps smaller than the kernel with a slow generic
-path (see edgecnn/train/onednn_workarounds.py). This measures training images/s of two copies of
+path (see edgecnn/models/onednn_workarounds.py). This measures training images/s of two copies of
 the same model, one patched, taking turns step by step on the same random batches so machine
 noise hits both alike.
 
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from edgecnn.bench.context import cpu_model, cpu_vector_extensions
 from edgecnn.models import create_model
-from edgecnn.train.onednn_workarounds import explicit_padding_on_tiny_depthwise
+from edgecnn.models.onednn_workarounds import explicit_padding_on_tiny_depthwise
 
 RESULTS = Path(__file__).parent / "results"
 

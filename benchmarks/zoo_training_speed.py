@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from edgecnn.models.onednn_workarounds import explicit_padding_on_tiny_depthwise
 from edgecnn.profile import profile_model
 from edgecnn.recipe.loading import parse_assignment
 from edgecnn.sweep.spec import load_sweep
-from edgecnn.train.onednn_workarounds import explicit_padding_on_tiny_depthwise
 from edgecnn.train.trainer import build_model, pick_precision, recipe_resolution
 
 CIFAR10_TRAIN_IMAGES = 50_000

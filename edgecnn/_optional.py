@@ -45,7 +45,7 @@ def require(module: str, purpose: str) -> ModuleType:
         raise EdgeCNNError(
             f"{purpose} needs the Python package '{module}', which is not installed "
             f"({exc}); {hint}"
-        ) from None
+        ) from exc
 
 
 def installed_version(dist: str, default: str = "unknown") -> str:

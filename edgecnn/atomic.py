@@ -35,7 +35,7 @@ def _mkstemp(path: Path) -> tuple[int, str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         return tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as exc:
-        raise unwritable(path, exc) from None
+        raise unwritable(path, exc) from exc
 
 
 def unwritable(path: Path, exc: OSError) -> EdgeCNNError:
@@ -49,7 +49,7 @@ def commit(tmp: Path | str, path: Path) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise unwritable(path, exc) from None
+        raise unwritable(path, exc) from exc
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -61,7 +61,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise unwritable(path, exc) from None
+        raise unwritable(path, exc) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

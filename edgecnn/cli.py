@@ -15,6 +15,7 @@ from typing import Any
 
 from edgecnn import __version__
 from edgecnn.errors import EdgeCNNError
+from edgecnn.settings import debug_errors
 
 EXIT_USER_ERROR = 2
 
@@ -166,7 +167,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         try:
             preflight(point.recipe, point.run_dir)
         except EdgeCNNError as exc:
-            raise EdgeCNNError(f"sweep {args.sweep} point {point.name}: {exc}") from None
+            raise EdgeCNNError(f"sweep {args.sweep} point {point.name}: {exc}") from exc
     console = Console()
     if args.dry_run:
         _print_sweep_plan(sweep, console)
@@ -254,8 +255,10 @@ def _compound_search(args: argparse.Namespace, spec, recipe_folder) -> int:
     console = Console()
     if args.dry_run:
         listed = ", ".join(f"{p.name} {macs / 1e6:.2f} M" for p, macs in points)
+        phis = ", ".join(str(phi) for phi in [1, *spec.compound.phis])
         console.print(f"search {args.search} is valid (compound scaling): {len(points)} points "
-                      f"at phi 1 ({listed}), then phi {spec.compound.phis}; in {search.folder} "
+                      f"at phi 1 ({listed}), then the best scaled to phi {phis} against "
+                      f"{', '.join(spec.compound.singles)} alone; in {search.folder} "
                       "(nothing written)")
         return 0
     ray = start_ray(args.address)
@@ -307,15 +310,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     batches = _int_list(args.batch, "--batch")
     args.backend = backend_for(args.artifact, args.backend)
-    runner = open_runner(args.backend, args.artifact, threads=args.threads)
     results = {}
-    for batch in batches:
-        stats = measure_latency(runner, batch, warmup=args.warmup,
-                                min_iterations=args.iterations, min_seconds=args.seconds)
-        results[str(batch)] = stats.to_dict()
-        print(f"batch {batch:>4}: p50 {stats.p50_ms:8.3f} ms  p90 {stats.p90_ms:8.3f}  "
-              f"p99 {stats.p99_ms:8.3f}  mean {stats.mean_ms:8.3f} +- {stats.std_ms:.3f}  "
-              f"{stats.throughput:8.1f} img/s  ({stats.iterations} runs)")
+    with open_runner(args.backend, args.artifact, threads=args.threads) as runner:
+        for batch in batches:
+            stats = measure_latency(runner, batch, warmup=args.warmup,
+                                    min_iterations=args.iterations, min_seconds=args.seconds)
+            results[str(batch)] = stats.to_dict()
+            print(f"batch {batch:>4}: p50 {stats.p50_ms:8.3f} ms  p90 {stats.p90_ms:8.3f}  "
+                  f"p99 {stats.p99_ms:8.3f}  mean {stats.mean_ms:8.3f} +- {stats.std_ms:.3f}  "
+                  f"{stats.throughput:8.1f} img/s  ({stats.iterations} runs)")
     context = run_context(args.threads)
     print(f"on {context['cpu']}, {context['logical_cores']} logical cores, threads "
           f"{args.threads or 'default'}, {args.backend} "
@@ -357,7 +360,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             Path(args.out).mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file of that name, or a file above it
             raise EdgeCNNError(f"--out {args.out} cannot be a folder for the report: "
-                               f"{exc.strerror}") from None
+                               f"{exc.strerror}") from exc
     print(markdown_table(rows))
     if args.out:
         files = write_report(rows, Path(args.out), title="edgecnn report")
@@ -382,9 +385,11 @@ def cmd_container(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from edgecnn.deploy.container import write_context
+    from edgecnn.recipe.loading import load_run_recipe
 
     out = Path(args.out) if args.out else Path(args.run_dir) / "container"
-    context = write_context(Path(args.run_dir), out, jetpack=args.jetpack,
+    context = write_context(Path(args.run_dir), out, load_run_recipe(Path(args.run_dir)),
+                            jetpack=args.jetpack,
                             base_image=args.base_image, eval_images=args.eval_images,
                             force=args.force)
     print(f"build context: {out} ({len(context['files'])} files; models: "
@@ -440,8 +445,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         runner, name, resolution, mean, std = _artifact_runner(args)
     else:
         runner, name, resolution, mean, std = _model_runner(args)
-    data = load_split(args.data, args.split, size=resolution, val_size=args.val_size)
-    result = evaluate(runner, data, mean, std, args.batch_size)
+    with runner:
+        data = load_split(args.data, args.split, size=resolution, val_size=args.val_size)
+        result = evaluate(runner, data, mean, std, args.batch_size)
     summary = {"model": name, "weights": args.weights, "backend": runner.backend,
                "data": data.description, "resolution": resolution,
                "batch_size": args.batch_size, **result.to_dict()}
@@ -487,14 +493,15 @@ def _artifact_runner(args: argparse.Namespace):
 
     backend = backend_for(args.model, None if args.backend == "torch" else args.backend)
     runner = open_runner(backend, args.model, threads=args.threads)
-    meta = getattr(runner, "metadata", {})
+    meta = runner.metadata
     try:
         resolution = args.resolution or int(meta["resolution"])
         mean = tuple(args.mean) if args.mean else tuple(json.loads(meta["mean"]))
         std = tuple(args.std) if args.std else tuple(json.loads(meta["std"]))
     except (KeyError, ValueError) as exc:
+        runner.close()
         raise EdgeCNNError(f"{args.model} carries no edgecnn metadata ({exc}); give "
-                           "--resolution, --mean and --std") from None
+                           "--resolution, --mean and --std") from exc
     return runner, meta.get("arch", args.model), resolution, mean, std
 
 
@@ -665,6 +672,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except EdgeCNNError as exc:
         print(f"edgecnn: error: {exc}", file=sys.stderr)
+        if debug_errors():  # the cause behind the one line: the library's own exception
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
         return EXIT_USER_ERROR
 
 

@@ -15,17 +15,20 @@ on a folder that did not exist cannot delete each other's work.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from edgecnn.atomic import TEMP_SUFFIX
 from edgecnn.errors import EdgeCNNError
 
 MARKER = ".edgecnn-run"
 LOCK = ".lock"
-MANIFEST = "manifest.json"
+MANIFEST = "manifest.json"  # a finished stage's record, written last (edgecnn.recipe.pipeline)
+RECIPE_FILE = "recipe.json"  # the validated recipe of the run's latest build (for `container`)
 
 
 def is_run_dir(path: Path) -> bool:
@@ -86,7 +89,7 @@ class RunLock:
                                0o644)
         except OSError as exc:
             raise EdgeCNNError(f"output directory {self.run_dir} cannot be written: "
-                               f"{exc.strerror}") from None
+                               f"{exc.strerror}") from exc
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -126,7 +129,7 @@ class RunDirectory:
             self.created = False
         except OSError as exc:
             raise EdgeCNNError(f"output directory {self.path} cannot be created: "
-                               f"{exc.strerror}") from None
+                               f"{exc.strerror}") from exc
         lock = RunLock(self.path)
         lock.__enter__()
         self._lock = lock
@@ -152,3 +155,12 @@ class RunDirectory:
                 shutil.rmtree(self.path, ignore_errors=True)
         finally:
             self._release()
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """A stage folder's manifest, or None when the stage has not finished."""
+    path = folder / MANIFEST
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except json.JSONDecodeError:
+        return None  # a torn manifest counts as absent: the stage is rebuilt

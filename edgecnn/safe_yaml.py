@@ -66,12 +66,12 @@ def parse_yaml(text: str, source: str) -> Any:
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except EdgeCNNError as exc:
-        raise EdgeCNNError(f"{source}: {exc}") from None
+        raise EdgeCNNError(f"{source}: {exc}") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise EdgeCNNError(f"{source}: YAML syntax error{where}: {problem}") from None
+        raise EdgeCNNError(f"{source}: YAML syntax error{where}: {problem}") from exc
     except RecursionError:
         raise EdgeCNNError(f"{source}: nested too deeply") from None
     if _expanded_nodes(data, {}) > MAX_EXPANDED_NODES:
@@ -90,7 +90,7 @@ def read_yaml_file(path: Path, what: str) -> Any:
         with path.open("rb") as f:
             raw = f.read(MAX_BYTES + 1)
     except OSError as exc:
-        raise EdgeCNNError(f"{what} {path} cannot be read: {exc.strerror}") from None
+        raise EdgeCNNError(f"{what} {path} cannot be read: {exc.strerror}") from exc
     if len(raw) > MAX_BYTES:
         raise EdgeCNNError(f"{what} {path} is larger than {MAX_BYTES >> 20} MiB; it should be "
                            "a few kB of YAML")
@@ -98,7 +98,7 @@ def read_yaml_file(path: Path, what: str) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise EdgeCNNError(f"{what} {path} is not UTF-8 text (byte {exc.start}); save it as "
-                           "UTF-8") from None
+                           "UTF-8") from exc
     return parse_yaml(text.removeprefix("\ufeff"), f"{what} {path}")  # a UTF-8 BOM is harmless
 
 

@@ -64,3 +64,9 @@ def _package_file(text: str) -> Path:
     if not path.is_relative_to(root):
         raise EdgeCNNError(f"{text!r}: the path leaves the package folder {root}")
     return path
+
+
+def debug_errors() -> bool:
+    """EDGECNN_DEBUG=1: a user error's message is followed by its traceback and the exception
+    that caused it (errors keep their cause: ``raise EdgeCNNError(...) from exc``)."""
+    return os.environ.get("EDGECNN_DEBUG", "").strip().lower() in ("1", "true", "yes")

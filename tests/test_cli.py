@@ -96,3 +96,19 @@ def test_train_and_eval_errors_leave_no_run_directory(capsys, tmp_path, argv, me
     code, _, err = run(capsys, *argv)
     assert code == 2 and message in err and "Traceback" not in err
     assert not out_dir.exists()
+
+
+def test_edgecnn_debug_prints_the_cause_behind_the_one_line_message(tmp_path, monkeypatch, capsys):
+    from edgecnn.cli import main
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx file")
+    assert main(["bench", str(bad)]) == 2
+    plain = capsys.readouterr().err
+    assert plain.startswith("edgecnn: error:") and "Traceback" not in plain
+    monkeypatch.setenv("EDGECNN_DEBUG", "1")
+    assert main(["bench", str(bad)]) == 2
+    debug = capsys.readouterr().err
+    assert debug.startswith(plain.splitlines()[0])
+    # the runtime's own exception, kept as the cause
+    assert "Traceback" in debug and "The above exception was the direct cause" in debug

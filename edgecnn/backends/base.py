@@ -37,12 +37,74 @@ def run_failure(artifact: str, backend: str, exc: Exception) -> EdgeCNNError:
     return EdgeCNNError(f"{backend} cannot run {artifact}: {first[:300]}")
 
 
+@dataclass(frozen=True)
+class EventIntervals:
+    """What a GPU runner's ``time_batch`` records per timed inference, from CUDA events (ms):
+    host-to-device copy, compute, device-to-host copy; and the wall-clock seconds of the whole
+    timed run. :func:`edgecnn.bench.gpu_timing.summarize_gpu_timings` makes the figures."""
+
+    batch_size: int
+    h2d_ms: list[float]
+    compute_ms: list[float]
+    d2h_ms: list[float]
+    wall_seconds: float
+    cuda_graph: bool = False
+
+
 @runtime_checkable
 class Runner(Protocol):
     backend: str
+    metadata: dict[str, str]  # what the artifact carries (arch, mean/std, ...); {} if nothing
 
     def input_spec(self) -> InputSpec: ...
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Logits (N, classes) for a float32 batch laid out as ``input_spec().layout``."""
         ...
+
+    def time_batch(self, batch_size: int, iterations: int = 200,
+                   warmup: int = 20) -> EventIntervals | None:
+        """Device-side timings of ``iterations`` inferences (CUDA events), or None where the
+        runtime has none: then the wall-clock time around ``run`` is the measurement."""
+        ...
+
+    def close(self) -> None:
+        """Free what the runtime holds (session, interpreter, device buffers)."""
+        ...
+
+    def __enter__(self) -> Runner: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+class RunnerBase:
+    """The lifecycle every runner shares, as Polygraphy's runners have one: ``with
+    open_runner(...) as runner:`` frees what it holds on leaving the block, ``close()`` does so
+    at once (a second call does nothing), and a closed runner refuses to run in one clear
+    line. Runners without device-side timing (every CPU runtime) answer ``time_batch`` with
+    None. A runner names what it holds in ``_release``."""
+
+    backend = ""
+    _closed = False
+
+    def time_batch(self, batch_size: int, iterations: int = 200,
+                   warmup: int = 20) -> EventIntervals | None:
+        return None
+
+    def _release(self) -> None:
+        """Drop the runtime's objects (the interpreter, session or buffers)."""
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._release()
+
+    def _check_open(self, artifact: str) -> None:
+        if self._closed:
+            raise EdgeCNNError(f"the {self.backend} runner of {artifact} is closed")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.backends.base import InputSpec, run_failure
+from edgecnn.backends.base import InputSpec, RunnerBase, run_failure
 from edgecnn.errors import EdgeCNNError
 
 
-class OnnxRuntimeRunner:
+class OnnxRuntimeRunner(RunnerBase):
     backend = "onnxruntime"
 
     def __init__(self, path: str | Path, threads: int | None = None,
@@ -31,7 +31,7 @@ class OnnxRuntimeRunner:
                                                 providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise EdgeCNNError(f"ONNX Runtime cannot load {path}: "
-                               f"{str(exc).splitlines()[0]}") from None
+                               f"{str(exc).splitlines()[0]}") from exc
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self._spec = InputSpec(inp.name, tuple(d if isinstance(d, int) else None
@@ -45,9 +45,13 @@ class OnnxRuntimeRunner:
         return self._spec
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        self._check_open(self.path.name)
         self._spec.check(batch, self.path.name)
         try:
             return self.session.run(None, {self.input_name: np.ascontiguousarray(batch,
                                                                                 np.float32)})[0]
         except Exception as exc:  # ORT's own Fail/RuntimeException types, for a corrupt graph
-            raise run_failure(self.path.name, "ONNX Runtime", exc) from None
+            raise run_failure(self.path.name, "ONNX Runtime", exc) from exc
+
+    def _release(self) -> None:
+        self.session = None  # ONNX Runtime frees the session's arena with the last reference

@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.backends.base import InputSpec, run_failure
+from edgecnn.backends.base import InputSpec, RunnerBase, run_failure
 from edgecnn.errors import EdgeCNNError
 
 SUFFIXES = (".onnx", ".xml")
 PRECISIONS = ("f32", "bf16", "f16")
 
 
-class OpenVINORunner:
+class OpenVINORunner(RunnerBase):
     backend = "openvino"
 
     def __init__(self, path: str | Path, threads: int | None = None, *,
@@ -61,7 +61,7 @@ class OpenVINORunner:
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
             raise EdgeCNNError(f"OpenVINO cannot load {path}: "
-                               f"{str(exc).strip().splitlines()[0]}") from None
+                               f"{str(exc).strip().splitlines()[0]}") from exc
         if len(model.inputs) != 1:
             raise EdgeCNNError(f"{path.name} has {len(model.inputs)} inputs; edgecnn models "
                                "take one image batch")
@@ -81,13 +81,17 @@ class OpenVINORunner:
         return self._spec
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        self._check_open(self.path.name)
         self._spec.check(batch, self.path.name)
         try:
             self.request.infer({0: np.ascontiguousarray(batch, np.float32)})
         except RuntimeError as exc:  # OpenVINO's shape inference of a corrupt IR, at run time
-            raise run_failure(self.path.name, "OpenVINO", exc) from None
+            raise run_failure(self.path.name, "OpenVINO", exc) from exc
         # The output tensor's memory is reused by the next inference: copy it out.
         return self.request.get_output_tensor(0).data.copy()
+
+    def _release(self) -> None:
+        self.request = self.compiled = None  # the compiled model's memory goes with them
 
 
 def _framework_metadata(model) -> dict[str, str]:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn._optional import installed_version
-from edgecnn.backends.base import InputSpec, run_failure
+from edgecnn.backends.base import InputSpec, RunnerBase, run_failure
 from edgecnn.errors import EdgeCNNError
 
 
@@ -65,11 +65,11 @@ def load_interpreter_class() -> tuple[type, str]:
 
 
 
-class TFLiteRunner:
+class TFLiteRunner(RunnerBase):
     backend = "tflite"
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        from edgecnn.export.tflite_metadata import read_metadata
+        from edgecnn.backends.tflite_metadata import read_metadata
 
         path = Path(path)
         if not path.is_file():
@@ -88,7 +88,7 @@ class TFLiteRunner:
             raise
         except (ValueError, RuntimeError) as exc:  # the interpreter's load/prepare failures
             raise EdgeCNNError(f"LiteRT cannot load {path}: "
-                               f"{str(exc).strip().splitlines()[0]}") from None
+                               f"{str(exc).strip().splitlines()[0]}") from exc
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -123,6 +123,7 @@ class TFLiteRunner:
         return self._spec
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        self._check_open(self.path.name)
         expected = self._spec.shape
         if batch.ndim != 4 or tuple(batch.shape[1:]) != expected[1:]:
             raise EdgeCNNError(f"{self.path.name} takes input {expected}, got {batch.shape}")
@@ -142,11 +143,14 @@ class TFLiteRunner:
             self.interpreter.invoke()
             y = self.interpreter.get_tensor(self._output["index"])
         except (RuntimeError, ValueError) as exc:  # the interpreter's errors for a bad model
-            raise run_failure(self.path.name, "LiteRT", exc) from None
+            raise run_failure(self.path.name, "LiteRT", exc) from exc
         if self._out_quant is not None:
             scale, zero, _ = self._out_quant
             return (y.astype(np.float32) - zero) * scale
         return y.astype(np.float32, copy=True)
+
+    def _release(self) -> None:
+        self.interpreter = None  # its tensor arena and XNNPACK's weight cache go with it
 
     def _resize(self, batch: int) -> None:
         if not self.resizable:
@@ -161,7 +165,7 @@ class TFLiteRunner:
         except (ValueError, RuntimeError) as exc:
             raise EdgeCNNError(f"{self.path.name} cannot run batch {batch} (it was converted "
                                f"for batch {self._batch}): {str(exc).strip().splitlines()[0]}"
-                               ) from None
+                               ) from exc
         self._batch = batch
 
     def delegation(self) -> Delegation:
@@ -171,7 +175,7 @@ class TFLiteRunner:
         belongs to a partition when it lies between the partition's inputs and its outputs.
         (``_get_ops_details`` is the interpreter's long-standing, underscored node listing.)
         """
-        from edgecnn.export.tflite_ops import layer_of_tensor
+        from edgecnn.backends.tflite_ops import layer_of_tensor
 
         ops = self.interpreter._get_ops_details()
         delegates = [o for o in ops if o["op_name"] == "DELEGATE"]

@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgecnn.backends.base import InputSpec
+from edgecnn.backends.base import InputSpec, RunnerBase
 
 if TYPE_CHECKING:
     from torch import nn
 
 
-class TorchRunner:
+class TorchRunner(RunnerBase):
     backend = "torch"
 
     def __init__(self, model: nn.Module, device: str = "cpu", resolution: int | None = None,
@@ -28,11 +28,13 @@ class TorchRunner:
         card = getattr(model, "card", None)
         self.resolution = resolution or (card.resolution if card else None)
         self.in_chans = card.in_chans if card else 3
+        self.metadata: dict[str, str] = {}  # a module in memory carries no file metadata
 
     def input_spec(self) -> InputSpec:
         return InputSpec("input", (None, self.in_chans, self.resolution, self.resolution))
 
     def run_tensor(self, batch):
+        self._check_open("the model in memory")
         with self.torch.inference_mode():
             x = batch.to(self.device, non_blocking=True)
             if self.channels_last:
@@ -41,3 +43,6 @@ class TorchRunner:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.run_tensor(self.torch.from_numpy(np.ascontiguousarray(batch))).cpu().numpy()
+
+    def _release(self) -> None:
+        self.model = None  # the caller's module itself lives on; this runner lets go of it

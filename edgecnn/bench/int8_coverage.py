@@ -13,7 +13,7 @@ terms:
 - OpenVINO: the compiled runtime model's layers whose ``runtimePrecision`` is f32 (the CPU
   plugin's own record of what it executes, after its fusions).
 - LiteRT: the number of XNNPACK delegate partitions (one is the whole graph) and the ops the
-  file computes in float (:func:`edgecnn.export.tflite_ops.inspect_ops`).
+  file computes in float (:func:`edgecnn.backends.tflite_ops.inspect_ops`).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def openvino_f32_layers(compiled: Any, examples: int = 3) -> Int8Coverage:
 
 def tflite_coverage(path: str | Path, interpreter: Any, examples: int = 3) -> Int8Coverage:
     """XNNPACK partitions of the interpreter's graph and the file's float compute ops."""
-    from edgecnn.export.tflite_ops import inspect_ops
+    from edgecnn.backends.tflite_ops import inspect_ops
 
     partitions = sum(1 for op in interpreter._get_ops_details() if op["op_name"] == "DELEGATE")
     floats = inspect_ops(path).float_ops

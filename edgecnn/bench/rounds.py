@@ -4,8 +4,10 @@ reports is measured)."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
+from edgecnn.bench.gpu_timing import summarize_gpu_timings
 from edgecnn.bench.latency import summarize, time_runs
 
 
@@ -22,10 +24,12 @@ def measure_in_rounds(runners: dict[str, Any], batch_sizes: list[int], *, rounds
     results = {key: {str(b): summarize(b, runs).to_dict() for b, runs in per_batch.items()}
                for key, per_batch in samples.items()}
     for key, runner in runners.items():
-        if hasattr(runner, "time_batch"):
-            for batch in batch_sizes:
-                gpu, _ = runner.time_batch(batch, iterations=iterations, warmup=warmup)
-                results[key][str(batch)]["gpu"] = gpu.to_dict()
+        for batch in batch_sizes:
+            intervals = runner.time_batch(batch, iterations=iterations, warmup=warmup)
+            if intervals is None:  # a CPU runtime: the wall-clock rounds are its timing
+                break
+            gpu, _ = summarize_gpu_timings(**vars(intervals))
+            results[key][str(batch)]["gpu"] = gpu.to_dict()
     return results
 
 
@@ -35,7 +39,9 @@ def p50_side_by_side(paths: dict[str, Any], backend: str, *, threads: int | None
     a quick comparison (e.g. what the accuracy-aware fallback costs), not the build's benchmark."""
     from edgecnn.backends.registry import open_runner
 
-    runners = {key: open_runner(backend, path, threads) for key, path in paths.items()}
-    latency = measure_in_rounds(runners, [1], rounds=rounds, warmup=10, iterations=50,
-                                seconds=seconds)
+    with ExitStack() as held:
+        runners = {key: held.enter_context(open_runner(backend, path, threads))
+                   for key, path in paths.items()}
+        latency = measure_in_rounds(runners, [1], rounds=rounds, warmup=10, iterations=50,
+                                    seconds=seconds)
     return {key: stats["1"]["p50_ms"] for key, stats in latency.items()}

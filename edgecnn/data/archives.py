@@ -61,7 +61,7 @@ def safe_extract(archive: Path, destination: Path) -> None:
                     _check_member(member.name, archive)
                 tf.extractall(destination, filter="data")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise EdgeCNNError(f"{archive}: cannot be extracted safely ({exc})") from None
+        raise EdgeCNNError(f"{archive}: cannot be extracted safely ({exc})") from exc
 
 
 def extract_cached(archive: Path, sha256: str | None = None) -> Path:
@@ -93,7 +93,7 @@ def extract_cached(archive: Path, sha256: str | None = None) -> Path:
         pass  # another process finished first; its copy is identical
     except OSError as exc:
         if not final.is_dir():
-            raise EdgeCNNError(f"cannot extract {archive} into {final.parent}: {exc}") from None
+            raise EdgeCNNError(f"cannot extract {archive} into {final.parent}: {exc}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final

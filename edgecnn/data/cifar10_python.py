@@ -68,7 +68,7 @@ def _archive_path() -> Path:
                 f"dataset 'cifar10': could not download {URL} ({exc}). Without network access, "
                 "download cifar-10-python.tar.gz elsewhere and set EDGECNN_CIFAR10_ARCHIVE to "
                 "its path, or use the dataset 'cifar10-jpeg' from the shared folder"
-            ) from None
+            ) from exc
         tmp.rename(path)
     return path
 

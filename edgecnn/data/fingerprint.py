@@ -55,7 +55,7 @@ def _files(root: Path):
         try:
             entries = list(os.scandir(folder))
         except OSError as exc:
-            raise EdgeCNNError(f"dataset folder {folder} cannot be read: {exc.strerror}") from None
+            raise EdgeCNNError(f"dataset folder {folder} cannot be read: {exc.strerror}") from exc
         for entry in entries:
             if entry.is_dir():
                 stack.append(Path(entry.path))

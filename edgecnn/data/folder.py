@@ -67,7 +67,7 @@ def decode_image(path: Path, size: int | None = None, resize: int | None = None)
                 im = resize_center_crop(im, size, resize)
             return np.asarray(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as exc:
-        raise EdgeCNNError(f"image {path} cannot be decoded: {exc}") from None
+        raise EdgeCNNError(f"image {path} cannot be decoded: {exc}") from exc
 
 
 def eval_resize(size: int) -> int:

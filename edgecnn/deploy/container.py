@@ -16,16 +16,19 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgecnn import __version__
+from edgecnn.artifacts import DENSE, PRUNED, file_stem, split_name, suffix
 from edgecnn.errors import EdgeCNNError
 from edgecnn.hashing import sha256_file
-from edgecnn.recipe.pipeline import RECIPE_FILE, read_manifest
-from edgecnn.recipe.variants import DENSE, PRUNED, file_stem, split_name, suffix
+from edgecnn.rundir import read_manifest
 from edgecnn.settings import REPO_ROOT
+
+if TYPE_CHECKING:
+    from edgecnn.recipe.schema import Recipe
 
 DOCKERFILE = REPO_ROOT / "Dockerfile.jetson"
 # The quantize stage's artifacts the on-device run uses (edgecnn.deploy.device_run).
@@ -55,22 +58,6 @@ def _finished(run_dir: Path, stage: str) -> dict[str, Any]:
     return manifest["summary"]
 
 
-def _load_recipe(run_dir: Path):
-    from edgecnn.recipe.schema import Recipe
-
-    path = run_dir / RECIPE_FILE
-    if not path.is_file():
-        raise EdgeCNNError(f"{run_dir} is not an edgecnn run directory (no {RECIPE_FILE}); give "
-                           "the folder `edgecnn build` wrote")
-    from pydantic import ValidationError
-
-    try:
-        return Recipe.model_validate(json.loads(path.read_text()))
-    except (OSError, UnicodeDecodeError, ValueError, ValidationError) as exc:
-        raise EdgeCNNError(f"{path} is not the recipe an edgecnn build wrote "
-                           f"({type(exc).__name__}); build the run again") from None
-
-
 def _eval_subset(recipe, card: dict, images: int):
     from edgecnn.data import load_split
 
@@ -83,17 +70,17 @@ def _eval_subset(recipe, card: dict, images: int):
     return split.subset(picks, f"{split.description}, {count} evenly spaced images"), picks
 
 
-def write_context(run_dir: Path, out: Path, *, jetpack: str = "6.1",
+def write_context(run_dir: Path, out: Path, recipe: Recipe, *, jetpack: str = "6.1",
                   base_image: str | None = None, eval_images: int = DEFAULT_EVAL_IMAGES,
                   force: bool = False) -> dict[str, Any]:
-    """Write the build context into ``out``; returns its context.json."""
-    from edgecnn.recipe.tensorrt_target import fp16_onnx
+    """Write the build context of the run ``run_dir`` into ``out``; returns its context.json.
+    ``recipe``: the run's own (:func:`edgecnn.recipe.loading.load_run_recipe`)."""
+    from edgecnn.quantize.modelopt_fp16 import fp16_onnx
 
     if not DOCKERFILE.is_file():
         raise EdgeCNNError(f"{DOCKERFILE} not found: `edgecnn container` runs from a source "
                            "checkout of edgecnn (pip install -e .)")
     run_dir = Path(run_dir)
-    recipe = _load_recipe(run_dir)
     card = _finished(run_dir, "model")
     export = _finished(run_dir, "export")
     quantize = read_manifest(run_dir / "quantize")
@@ -114,7 +101,7 @@ def write_context(run_dir: Path, out: Path, *, jetpack: str = "6.1",
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
     except OSError as exc:
-        raise EdgeCNNError(f"--out {out} cannot be written: {exc.strerror}") from None
+        raise EdgeCNNError(f"--out {out} cannot be written: {exc.strerror}") from exc
     try:
         models = staging / "models"
         models.mkdir()

@@ -64,7 +64,7 @@ def read_context(folder: Path) -> dict[str, Any]:
     try:
         raw = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise EdgeCNNError(f"{path} is not valid JSON ({exc})") from None
+        raise EdgeCNNError(f"{path} is not valid JSON ({exc})") from exc
     if not isinstance(raw, dict):
         raise EdgeCNNError(f"{path} must hold a JSON object, not {type(raw).__name__}")
     try:
@@ -73,7 +73,7 @@ def read_context(folder: Path) -> dict[str, Any]:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(context)"
         raise EdgeCNNError(f"{path}: {field}: {first['msg']} ({exc.error_count()} problem(s)); "
-                           "write the context again with `edgecnn container`") from None
+                           "write the context again with `edgecnn container`") from exc
     if any(s <= 0 for s in raw["std"]):
         raise EdgeCNNError(f"{path}: std must be positive, got {raw['std']}")
     _verify_files(folder, raw)
@@ -115,7 +115,7 @@ def load_subset(folder: Path, context: dict[str, Any]) -> ImageSet:
             images, labels, classes = data["images"], data["labels"], data["classes"]
     except (OSError, ValueError, KeyError) as exc:
         raise EdgeCNNError(f"evaluation subset {path} cannot be read ({exc}); it needs images, "
-                           "labels and classes arrays") from None
+                           "labels and classes arrays") from exc
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise EdgeCNNError(f"evaluation subset {path}: images must be uint8 (N, H, W, 3), got "
                            f"{images.dtype} {images.shape}")

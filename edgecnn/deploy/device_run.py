@@ -23,7 +23,7 @@ BACKENDS = ("tensorrt", "onnxruntime")
 
 def _tensorrt_runners(folder: Path, context: dict, engines_dir: Path, notes: list[str],
                       batch_sizes: list[int]) -> dict[str, Any]:
-    from edgecnn.recipe.tensorrt_target import unavailable_reason
+    from edgecnn.backends.tensorrt.availability import unavailable_reason
 
     reason = unavailable_reason()
     if reason is not None:
@@ -85,7 +85,7 @@ def device_run(folder: Path, results: Path, *, backends: list[str] | None = None
     try:
         results.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise EdgeCNNError(f"--results {results} cannot be created: {exc.strerror}") from None
+        raise EdgeCNNError(f"--results {results} cannot be created: {exc.strerror}") from exc
     subset = load_subset(folder, context)
     notes: list[str] = []
     runners: dict[str, tuple[Any, Path]] = {}
@@ -101,15 +101,19 @@ def device_run(folder: Path, results: Path, *, backends: list[str] | None = None
     if not runners:
         raise EdgeCNNError(f"nothing can run here: {'; '.join(notes) or 'no artifacts'}")
     evaluated, predictions = {}, {}
-    for key, (runner, _) in runners.items():
-        result = evaluate(runner, subset, context["mean"], context["std"], batch_size=64)
-        evaluated[key], predictions[key] = result, result.predictions
-        say(f"  {key}: top-1 {result.top1:.2f}% on {subset.description}")
+    try:
+        for key, (runner, _) in runners.items():
+            result = evaluate(runner, subset, context["mean"], context["std"], batch_size=64)
+            evaluated[key], predictions[key] = result, result.predictions
+            say(f"  {key}: top-1 {result.top1:.2f}% on {subset.description}")
+        latency = measure_in_rounds({k: r for k, (r, _) in runners.items()}, batch_sizes,
+                                    rounds=rounds, warmup=warmup, iterations=iterations,
+                                    seconds=seconds)
+    finally:  # the engines' device buffers, the sessions
+        for runner, _ in runners.values():
+            runner.close()
     reference = "onnxruntime/fp32" if "onnxruntime/fp32" in predictions else next(
         iter(predictions))
-    latency = measure_in_rounds({k: r for k, (r, _) in runners.items()}, batch_sizes,
-                                rounds=rounds, warmup=warmup, iterations=iterations,
-                                seconds=seconds)
     device = device_context()
     run = run_context(threads)
     label = device["jetson_model"] or device["gpu_name"] or run["cpu"]

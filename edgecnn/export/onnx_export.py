@@ -107,7 +107,7 @@ def export_onnx(
         raise
     except Exception as exc:
         raise EdgeCNNError(f"ONNX export of {card.name} failed: "
-                           f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+                           f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return OnnxExport(path, opset, simplifier, meta, nodes_before, len(proto.graph.node))

@@ -137,7 +137,7 @@ def import_onnx(source: Path, dest: Path, *, opset: int, resolution: int | None,
         onnx.checker.check_model(result, full_check=True)
     except Exception as exc:  # ValidationError / InferenceError
         raise EdgeCNNError(f"{source}: the imported graph fails the ONNX checker: "
-                           f"{first_line(exc)}") from None
+                           f"{first_line(exc)}") from exc
     atomic_write_bytes(dest, result.SerializeToString())
     return ImportedOnnx(path=dest, source_sha256=digest, opset_before=sig.opset,
                         opset_after=opset_after, input_name_before=sig.input_name,
@@ -159,12 +159,12 @@ def _load(source: Path) -> tuple[onnx.ModelProto, str, tuple[str, ...]]:
     try:
         data = source.read_bytes()
     except OSError as exc:
-        raise EdgeCNNError(f"cannot read {source}: {exc.strerror or exc}") from None
+        raise EdgeCNNError(f"cannot read {source}: {exc.strerror or exc}") from exc
     try:
         model = onnx.load_from_string(data)
     except Exception as exc:  # protobuf's DecodeError and kin
         raise EdgeCNNError(f"{source} is not an ONNX model (the protobuf does not parse: "
-                           f"{first_line(exc)})") from None
+                           f"{first_line(exc)})") from exc
     if not model.ir_version or not model.HasField("graph") or not model.graph.node:
         raise EdgeCNNError(f"{source} is not an ONNX model (no IR version or no graph); give "
                            "the .onnx file an exporter wrote")
@@ -176,7 +176,7 @@ def _load(source: Path) -> tuple[onnx.ModelProto, str, tuple[str, ...]]:
             model = onnx.inliner.inline_local_functions(model)
         except Exception as exc:
             raise EdgeCNNError(f"{source}: its local functions cannot be inlined: "
-                               f"{first_line(exc)}") from None
+                               f"{first_line(exc)}") from exc
     return model, hashlib.sha256(data).hexdigest(), external
 
 
@@ -206,7 +206,7 @@ def _load_external_data(source: Path, model: onnx.ModelProto) -> tuple[str, ...]
         onnx.load_external_data_for_model(model, str(folder))
     except Exception as exc:
         raise EdgeCNNError(f"{source}: cannot load its external data "
-                           f"({', '.join(locations)}): {first_line(exc)}") from None
+                           f"({', '.join(locations)}): {first_line(exc)}") from exc
     if model.ByteSize() > _PROTOBUF_LIMIT:
         raise EdgeCNNError(f"{source} with its external data is over 2 GB, more than one "
                            "self-contained ONNX file can hold; edgecnn imports smaller models")
@@ -233,7 +233,7 @@ def _signature(source: Path, model: onnx.ModelProto, in_chans: int | None,
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # ValidationError, InferenceError
-        raise EdgeCNNError(f"{source} fails the ONNX checker: {first_line(exc)}") from None
+        raise EdgeCNNError(f"{source} fails the ONNX checker: {first_line(exc)}") from exc
     opset = _default_opset(model, source)
     domains = _check_domains(model, source)
     graph = model.graph
@@ -392,7 +392,7 @@ def _convert(model: onnx.ModelProto, source: Path, before: int, target: int) -> 
             f"{source} is at opset {before} and the ONNX version converter cannot bring it to "
             f"opset {target}: it has no conversion for {op}{where}; re-export the model at "
             f"opset {target} or newer from the framework it came from, or replace that op"
-        ) from None
+        ) from exc
     _raise_ir_version(converted)
     return converted
 
@@ -562,11 +562,11 @@ def _verify(source: Path, model: onnx.ModelProto, sig: OnnxSignature, result: on
         original = _session(model)
     except Exception as exc:  # ORT's Fail / InvalidGraph / NotImplemented
         raise EdgeCNNError(f"{source}: ONNX Runtime cannot load the given file: "
-                           f"{_ort_message(exc)}") from None
+                           f"{_ort_message(exc)}") from exc
     try:
         imported = _session(result)
     except Exception as exc:
-        raise _load_failure(source, sig, result, exc) from None
+        raise _load_failure(source, sig, result, exc) from exc
     rng = np.random.default_rng(0)
     x = rng.standard_normal((_CHECK_BATCH, sig.in_chans, size, size)).astype(np.float32)
     feed_batch = sig.batch if isinstance(sig.batch, int) else 1
@@ -578,7 +578,7 @@ def _verify(source: Path, model: onnx.ModelProto, sig: OnnxSignature, result: on
             singles.append(imported.run(None, {INPUT_NAME: x[i:i + 1]})[0])
         except Exception as exc:  # ORT's own error types
             raise EdgeCNNError(f"{source}: ONNX Runtime cannot run the imported graph at batch "
-                               f"1: {_ort_message(exc)}") from None
+                               f"1: {_ort_message(exc)}") from exc
     scale = max(1.0, float(np.abs(reference).max()))
     diff = float(np.abs(singles[0] - reference).max()) if singles[0].shape == reference.shape \
         else math.inf
@@ -592,7 +592,7 @@ def _verify(source: Path, model: onnx.ModelProto, sig: OnnxSignature, result: on
     try:
         batched = imported.run(None, {INPUT_NAME: x})[0]
     except Exception as exc:
-        raise _batch_error(source, sig, result, str(exc)) from None
+        raise _batch_error(source, sig, result, str(exc)) from exc
     expected = np.concatenate(singles)
     if batched.shape != expected.shape:
         raise _batch_error(source, sig, result, f"its output at batch {_CHECK_BATCH} has shape "
@@ -650,7 +650,7 @@ def _run(session: Any, name: str, x: np.ndarray, source: Path, what: str) -> np.
         return session.run(None, {name: x})[0]
     except Exception as exc:
         raise EdgeCNNError(f"{source}: ONNX Runtime cannot run {what} on a "
-                           f"{list(x.shape)} input: {_ort_message(exc)}") from None
+                           f"{list(x.shape)} input: {_ort_message(exc)}") from exc
 
 
 def _batch_error(source: Path, sig: OnnxSignature, result: onnx.ModelProto,

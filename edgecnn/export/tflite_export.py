@@ -3,7 +3,7 @@
 The conversion is litert-torch's (torch.export, then its own lowering to the TFLite flatbuffer;
 no TensorFlow), quantization is ai-edge-quantizer's (:mod:`edgecnn.quantize.litert_quantize`,
 which says why it and not PT2E), and the result is written whole or not at all with the
-deployment facts in the file (:mod:`edgecnn.export.tflite_metadata`).
+deployment facts in the file (:mod:`edgecnn.backends.tflite_metadata`).
 
 - ``precision``: ``fp32``; ``fp16`` (FP16 weights, float compute); ``dynamic_int8`` (int8
   weights, activations quantized on the fly); ``int8`` (full INT8 from ``calibration``).
@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgecnn.atomic import atomic_write_bytes
+from edgecnn.backends.tflite_ops import OpReport
 from edgecnn.errors import EdgeCNNError
-from edgecnn.export.tflite_ops import OpReport
 
 if TYPE_CHECKING:
     from torch import nn
@@ -104,9 +104,9 @@ def export_tflite(
     full-INT8 graph rewrites (to measure what they buy). ``threads`` is for calibration and the
     numeric check.
     """
+    from edgecnn.backends.tflite_metadata import with_metadata
+    from edgecnn.backends.tflite_ops import inspect_ops
     from edgecnn.export.onnx_export import model_metadata
-    from edgecnn.export.tflite_metadata import with_metadata
-    from edgecnn.export.tflite_ops import inspect_ops
 
     _check_options(precision, io, layout, calibration)
     expected = (model.card.in_chans, resolution, resolution)
@@ -195,7 +195,7 @@ def convert_float(model: nn.Module, resolution: int, layout: str = "NCHW", *,
         with _quiet_litert():
             data = litert_torch.convert(module.eval(), (sample,)).model_content()
     except Exception as exc:  # litert-torch raises whatever its lowering or torch.export raise
-        raise EdgeCNNError(_conversion_failure(model.card.name, exc)) from None
+        raise EdgeCNNError(_conversion_failure(model.card.name, exc)) from exc
     return bytes(data), f"litert-torch {litert_torch.__version__}", rewrites
 
 
@@ -318,7 +318,7 @@ def _layer_of_node(node: Any) -> str:
 
 def read_tflite_metadata(path: str | Path) -> dict[str, str]:
     """The metadata :func:`export_tflite` stored in ``path`` (no TensorFlow, no litert)."""
-    from edgecnn.export.tflite_metadata import read_metadata
+    from edgecnn.backends.tflite_metadata import read_metadata
 
     return read_metadata(path)
 

@@ -48,7 +48,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise EdgeCNNError(
             f"weights file {path} could not be read as a {path.suffix} checkpoint "
             f"(weights_only=True): {str(exc).splitlines()[0]}"
-        ) from None
+        ) from exc
     for key in NESTING_KEYS:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

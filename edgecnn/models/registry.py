@@ -133,6 +133,10 @@ def get_spec(name: str) -> ModelSpec:
         ) from None
 
 
+class ModelOptionsError(EdgeCNNError):
+    """A family's builder refused an option's value (``width_mult=0``, a string for a number)."""
+
+
 def create_model(
     name: str,
     pretrained: str | None = None,
@@ -174,7 +178,15 @@ def create_model(
     n_cls = spec.num_classes if num_classes is None else num_classes
     _check_overrides(spec, overrides)
     with torch.device(device) if device is not None else nullcontext():
-        model = spec.builder(num_classes=n_cls, in_chans=in_chans, cifar_stem=cifar_stem, **kwargs)
+        try:
+            model = spec.builder(num_classes=n_cls, in_chans=in_chans, cifar_stem=cifar_stem,
+                                 **kwargs)
+        except (ValueError, TypeError) as exc:
+            # a family refusing an option value (width_mult=0, a kernel of 4) is the user's
+            # input, said in one line; the builder's own exception stays the cause
+            given = ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "its defaults"
+            raise ModelOptionsError(f"{name} cannot be built with {given}: "
+                                    f"{type(exc).__name__}: {exc}") from exc
         if separable is not None:
             from edgecnn.models.separable import make_separable
 

@@ -62,7 +62,7 @@ def load_onnx(path: str | Path, *, load_external_data: bool = False) -> onnx.Mod
         return onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:  # protobuf's DecodeError, or an external-data OSError
         raise EdgeCNNError(f"{path} is not a readable ONNX model: "
-                           f"{first_line(exc)}") from None
+                           f"{first_line(exc)}") from exc
 
 
 def count_onnx(model: onnx.ModelProto | str | Path, resolution: int | None = None) -> GraphCounts:
@@ -186,7 +186,7 @@ def static_shapes(model: onnx.ModelProto, resolution: int | None, *,
         return onnx.shape_inference.infer_shapes(copy, check_type=False, strict_mode=False,
                                                  data_prop=True)
     except Exception as exc:  # InferenceError / ValidationError of a malformed graph
-        raise EdgeCNNError(f"ONNX shape inference failed: {first_line(exc)}") from None
+        raise EdgeCNNError(f"ONNX shape inference failed: {first_line(exc)}") from exc
 
 
 def _fold_constants(model: onnx.ModelProto) -> int:
@@ -378,7 +378,7 @@ def _conv_macs(graph: _Graph, node: Any, index: int) -> int:
         height, width = graph.shape(node.output[0], node, index, "output", slice(2, None))[2:]
         return conv2d_macs(weight[1] * groups, weight[0], kernel, (height, width), groups)
     except ValueError as exc:
-        raise EdgeCNNError(f"ONNX node {label} ({node.op_type}): {exc}") from None
+        raise EdgeCNNError(f"ONNX node {label} ({node.op_type}): {exc}") from exc
 
 
 def _matmul_macs(graph: _Graph, node: Any, index: int) -> int:

@@ -157,7 +157,7 @@ def profile_model(
         raise EdgeCNNError(
             f"a {in_chans}x{height}x{width} input does not fit this model: "
             f"{str(exc).splitlines()[0]}"
-        ) from None
+        ) from exc
     finally:
         for handle in handles:
             handle.remove()

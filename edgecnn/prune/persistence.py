@@ -43,7 +43,7 @@ def layer_widths(model: nn.Module) -> dict[str, dict[str, int | list[int]]]:
 
 def save_pruned(model: nn.Module, path: Path, meta: dict[str, str] | None = None) -> None:
     """Weights plus layer widths in one safetensors file, written atomically."""
-    from edgecnn.train.checkpoint import save_tensors
+    from edgecnn.models.weights_file import save_tensors
 
     form = {PRUNABLE_FORM: "true"} if getattr(model, PRUNABLE_FORM, False) else {}
     save_tensors(path, model.state_dict(),
@@ -55,7 +55,7 @@ def load_pruned(model: nn.Module, path: Path) -> nn.Module:
     its weights strictly; returns the same module."""
     from safetensors import safe_open
 
-    from edgecnn.train.checkpoint import unpack_metadata
+    from edgecnn.models.weights_file import unpack_metadata
 
     path = Path(path)
     if not path.is_file():
@@ -65,7 +65,7 @@ def load_pruned(model: nn.Module, path: Path) -> nn.Module:
             meta = unpack_metadata(f.metadata())
             tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (not a dict)
     except Exception as exc:  # safetensors raises its own error types for a corrupt header
-        raise EdgeCNNError(f"{path} is not a readable safetensors file: {exc}") from None
+        raise EdgeCNNError(f"{path} is not a readable safetensors file: {exc}") from exc
     if STRUCTURE_KEY not in meta:
         raise EdgeCNNError(f"{path} has no {STRUCTURE_KEY} metadata: not a pruned checkpoint "
                            "written by edgecnn")
@@ -86,7 +86,7 @@ def load_pruned(model: nn.Module, path: Path) -> nn.Module:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         raise EdgeCNNError(f"{path} does not load into the pruned "
-                           f"{type(model).__name__}: {str(exc).splitlines()[0]}") from None
+                           f"{type(model).__name__}: {str(exc).splitlines()[0]}") from exc
     return model
 
 

@@ -115,7 +115,7 @@ def load_calibration_table(path: str | Path) -> CalibrationTable:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgeCNNError(f"calibration table {path} is not readable JSON: {exc}") from None
+        raise EdgeCNNError(f"calibration table {path} is not readable JSON: {exc}") from exc
     if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT:
         raise EdgeCNNError(f"{path} is not an edgecnn calibration table (expected "
                            f"\"format\": \"{TABLE_FORMAT}\")")
@@ -128,7 +128,7 @@ def load_calibration_table(path: str | Path) -> CalibrationTable:
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise EdgeCNNError(f"calibration table {path} is incomplete or malformed ({exc!r}); "
                            "it needs method, tensors, model_sha256, prepared_sha256, "
-                           "calibration") from None
+                           "calibration") from exc
     if method not in CALIBRATION_METHODS:
         raise EdgeCNNError(f"calibration table {path} has method {method!r}; valid: "
                            f"{', '.join(CALIBRATION_METHODS)}")

@@ -112,7 +112,7 @@ def quantize_litert(
             # AEQ names the op (and its tensor) it cannot quantize in its message.
             reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
             raise EdgeCNNError(f"ai-edge-quantizer cannot quantize this model to {precision}: "
-                               f"{reason}") from None
+                               f"{reason}") from exc
     made_by = f"ai-edge-quantizer {installed_version('ai-edge-quantizer')}"
     return LiteRTQuantized(bytes(result.quantized_model), made_by,
                            q.get_quantization_recipe(), samples)

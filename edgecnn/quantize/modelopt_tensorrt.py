@@ -68,7 +68,7 @@ def require_modelopt() -> str:
         raise EdgeCNNError(
             f"the tensorrt target's int8 ONNX is made by NVIDIA ModelOpt's ONNX PTQ "
             f"(nvidia-modelopt), which cannot be imported here ({missing} is missing): "
-            f"{INSTALL}") from None
+            f"{INSTALL}") from exc
     return modelopt.__version__  # (the submodule import bound the package name)
 
 
@@ -166,7 +166,7 @@ def run_modelopt(source: Path, output: Path, calibration: np.ndarray, method: st
     try:
         modelopt_worker.run(job)
     except EdgeCNNError as exc:
-        raise EdgeCNNError(f"ModelOpt cannot quantize {source.name}: {exc}") from None
+        raise EdgeCNNError(f"ModelOpt cannot quantize {source.name}: {exc}") from exc
     finally:
         data.unlink(missing_ok=True)
 

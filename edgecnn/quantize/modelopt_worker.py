@@ -46,7 +46,7 @@ def _quantize(job: dict[str, Any]) -> None:
                  output_path=job["output"], log_level="WARNING")
     except (ValueError, RuntimeError, KeyError) as exc:  # a graph ModelOpt cannot handle
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise EdgeCNNError(f"{type(exc).__name__}: {first}") from None
+        raise EdgeCNNError(f"{type(exc).__name__}: {first}") from exc
     except Exception:  # re-raised as a RuntimeError: not every exception pickles back
         raise RuntimeError(f"ModelOpt's quantize failed:\n{traceback.format_exc()}") from None
 

@@ -104,7 +104,7 @@ def prepare_for_quantization(fp32_path: Path, prepared_path: Path, *,
         quant_pre_process(str(fp32_path), str(prepared_path), skip_symbolic_shape=True)
     except Exception as exc:  # onnx/ORT raise their own types for files they cannot read
         raise EdgeCNNError(f"cannot prepare {fp32_path} for quantization: "
-                           f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+                           f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
     model = onnx.load(str(prepared_path))
     rewrites = []
     if tuned:
@@ -239,7 +239,7 @@ def quantize_prepared(
         except (ValueError, RuntimeError) as exc:  # what ORT's quantizer raises for a graph
             # it cannot handle: name the model instead of a traceback deep inside it
             raise EdgeCNNError(f"ONNX Runtime cannot quantize {metadata_from or prepared}: "
-                               f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+                               f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
         if exclude_nodes:  # a layer returned to float reads its inputs in float too
             _unshare_float_consumers(output, set(exclude_nodes))
         rewrites = _int8_rewrites(output) if tuned else []

@@ -157,7 +157,7 @@ def _read_fp32(fp32_path: Path, calibration: np.ndarray):
         model = ov.Core().read_model(str(fp32_path))
     except Exception as exc:
         raise EdgeCNNError(f"OpenVINO cannot read {fp32_path}: "
-                           f"{str(exc).strip().splitlines()[0]}") from None
+                           f"{str(exc).strip().splitlines()[0]}") from exc
     want = [d.get_length() if d.is_static else None for d in model.inputs[0].get_partial_shape()]
     if calibration is not None and (calibration.ndim != len(want) or any(
             w is not None and w != s for w, s in zip(want[1:], calibration.shape[1:],

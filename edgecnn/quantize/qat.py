@@ -234,7 +234,7 @@ def qat_finetune(
     from rich.console import Console
 
     from edgecnn.data.loaders import BatchLoader
-    from edgecnn.train.onednn_workarounds import explicit_padding_on_tiny_depthwise
+    from edgecnn.models.onednn_workarounds import explicit_padding_on_tiny_depthwise
 
     console = console or Console()
     calibration = check_options(epochs=epochs, lr=lr, batch_size=batch_size, augment=augment,

@@ -386,7 +386,7 @@ class QATModel:
         except Exception as exc:  # torch.fx reports data-dependent control flow this way
             raise EdgeCNNError(f"QAT needs a model torch.fx can trace; "
                                f"{type(self.model).__name__} failed: "
-                               f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+                               f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
         modules = dict(self.model.named_modules())
         quantized, folds = _quantized_tensors(graph, modules, tuned)
         self.bn_modules = [m for m in self.model.modules()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgecnn.recipe.variants import DENSE, PRUNED
+from edgecnn.artifacts import DENSE, PRUNED
 
 if TYPE_CHECKING:
     from torch import nn

@@ -120,8 +120,25 @@ def validate_recipe(data: dict[str, Any], source: str, folder: Path) -> Recipe:
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        raise EdgeCNNError(format_validation_error(exc, source)) from None
+        raise EdgeCNNError(format_validation_error(exc, source)) from exc
     if recipe.model.entry and recipe.model.search_path is None:
         # the user's module sits beside the recipe that names it
         recipe.model.search_path = str(folder)
     return recipe
+
+
+def load_run_recipe(run_dir: Path) -> Recipe:
+    """The recipe a finished build wrote into its run directory (RUN_DIR/recipe.json)."""
+    import json
+
+    from edgecnn.rundir import RECIPE_FILE
+
+    path = Path(run_dir) / RECIPE_FILE
+    if not path.is_file():
+        raise EdgeCNNError(f"{run_dir} is not an edgecnn run directory (no {RECIPE_FILE}); give "
+                           "the folder `edgecnn build` wrote")
+    try:
+        return Recipe.model_validate(json.loads(path.read_text()))
+    except (OSError, UnicodeDecodeError, ValueError, ValidationError) as exc:
+        raise EdgeCNNError(f"{path} is not the recipe an edgecnn build wrote "
+                           f"({type(exc).__name__}); build the run again") from exc

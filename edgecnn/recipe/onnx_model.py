@@ -96,9 +96,9 @@ def check_onnx_model(recipe: Recipe, dry_import: bool = True):
 def import_checked(ctx: BuildContext, folder: Path, x: np.ndarray) -> dict[str, Any]:
     """The export stage of an ONNX model: the graph in edgecnn's form, then compared with the
     given file on the check images ``x`` (fed at the given graph's own batch)."""
+    from edgecnn.artifacts import ArtifactKey
     from edgecnn.backends.onnxruntime_backend import OnnxRuntimeRunner
     from edgecnn.export.onnx_import import import_onnx
-    from edgecnn.recipe.variants import ArtifactKey
 
     card, cfg = ctx.done["model"], ctx.recipe.export.onnx
     source = onnx_source(ctx.recipe)

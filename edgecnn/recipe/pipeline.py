@@ -9,7 +9,6 @@ resumes and ends with the same artifacts. ``force`` rebuilds everything.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -25,8 +24,8 @@ from edgecnn.bench.context import versions
 from edgecnn.errors import EdgeCNNError
 from edgecnn.hashing import sha256_file
 from edgecnn.recipe.schema import Recipe
+from edgecnn.rundir import MANIFEST, RECIPE_FILE, read_manifest
 
-MANIFEST = "manifest.json"
 # Raised when what stages write or summarise changes shape, so that run directories of an older
 # edgecnn are rebuilt rather than misread (trainings are reused from the cache either way).
 BUILD_FORMAT = 2
@@ -109,14 +108,6 @@ def _intact(manifest: dict[str, Any], run_dir: Path) -> bool:
                for rel, digest in manifest["outputs"].items())
 
 
-def read_manifest(folder: Path) -> dict[str, Any] | None:
-    path = folder / MANIFEST
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except json.JSONDecodeError:
-        return None  # a torn manifest counts as absent: the stage is rebuilt
-
-
 def plan(stages: list[Stage], ctx: BuildContext) -> list[tuple[Stage, str]]:
     """(stage, 'skip: disabled' | 'run' | 'cached') for a dry run; inputs of later stages are not
     known before earlier ones run, so a stage after one that runs shows 'run'."""
@@ -138,9 +129,6 @@ def plan(stages: list[Stage], ctx: BuildContext) -> list[tuple[Stage, str]]:
         rebuilding = rebuilding or not cached
         rows.append((stage, "cached" if cached else "run"))
     return rows
-
-
-RECIPE_FILE = "recipe.json"  # the validated recipe of the run's latest build (for `container`)
 
 
 def run_stages(stages: list[Stage], ctx: BuildContext, force: bool = False) -> dict[str, Any]:

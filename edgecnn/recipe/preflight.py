@@ -105,16 +105,21 @@ def check_model(recipe: Recipe) -> None:
         build_model(recipe, m.num_classes or 1000, device="meta")
         return
     from edgecnn.models import create_model
+    from edgecnn.models.registry import ModelOptionsError
 
     try:
         create_model(m.arch, device="meta", **m.options, in_chans=m.in_chans,
                      cifar_stem=m.cifar_stem, separable=m.separable, resolution=m.resolution)
+    except ModelOptionsError as exc:
+        cause = exc.__cause__
+        raise EdgeCNNError(f"model.options {m.options} do not build {m.arch}: "
+                           f"{type(cause).__name__}: {cause}") from exc
     except EdgeCNNError as exc:
-        raise EdgeCNNError(f"model: {exc}") from None
+        raise EdgeCNNError(f"model: {exc}") from exc
     except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError, RuntimeError,
             OverflowError) as exc:
         raise EdgeCNNError(f"model.options {m.options} do not build {m.arch}: "
-                           f"{type(exc).__name__}: {exc}") from None
+                           f"{type(exc).__name__}: {exc}") from exc
 
 
 def check_batch_sizes(recipe: Recipe, available: int) -> None:

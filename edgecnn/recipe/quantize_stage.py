@@ -30,6 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgecnn.artifacts import ArtifactKey, file_stem, suffix
 from edgecnn.errors import EdgeCNNError
 from edgecnn.recipe.inputs import (
     CalibrationImages,
@@ -41,7 +42,7 @@ from edgecnn.recipe.inputs import (
     selection_images,
     split,
 )
-from edgecnn.recipe.variants import ArtifactKey, file_stem, suffix, variants
+from edgecnn.recipe.variants import variants
 
 if TYPE_CHECKING:
     from edgecnn.data.splits import ImageSet

@@ -25,7 +25,7 @@ def check_template(text: str, allowed: set[str], field: str) -> str:
         names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
     except ValueError as exc:
         raise ValueError(f"{field} has unbalanced braces ({exc}); write {{{{ and }}}} for a "
-                         "literal brace") from None
+                         "literal brace") from exc
     unknown = sorted(names - allowed)
     if unknown:
         valid = ", ".join(f"{{{a}}}" for a in sorted(allowed)) or "none"
@@ -88,7 +88,7 @@ class ModelSection(Section):
         try:
             get_spec(value)
         except EdgeCNNError as exc:
-            raise ValueError(str(exc)) from None
+            raise ValueError(str(exc)) from exc
         return value
 
     @model_validator(mode="after")
@@ -486,4 +486,4 @@ class Recipe(Section):
             from edgecnn.errors import EdgeCNNError
 
             raise EdgeCNNError(f"output {self.output!r} is not a valid template ({exc!r}); "
-                               "use {name} for the recipe's name") from None
+                               "use {name} for the recipe's name") from exc

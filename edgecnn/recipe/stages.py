@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecnn.artifacts import DENSE, PRUNED, ArtifactKey, file_stem, suffix
 from edgecnn.atomic import atomic_write_json
 from edgecnn.errors import EdgeCNNError
 from edgecnn.recipe.inputs import (
@@ -32,7 +34,7 @@ from edgecnn.recipe.prune_stage import environment as prune_environment
 from edgecnn.recipe.prune_stage import run_prune
 from edgecnn.recipe.quantize_stage import run_quantize
 from edgecnn.recipe.tflite_target import run_tflite
-from edgecnn.recipe.variants import DENSE, PRUNED, ArtifactKey, file_stem, suffix, variants
+from edgecnn.recipe.variants import variants
 from edgecnn.settings import cache_dir
 
 # -- model ------------------------------------------------------------------------------------
@@ -231,8 +233,8 @@ def run_evaluate(ctx: BuildContext, folder: Path) -> dict[str, Any]:
     mean, std = norm(ctx)
     results, predictions = {}, {}
     for key, path in runnable_artifacts(ctx).items():
-        result = evaluate(_open_runner(ctx, key, path), test, mean, std,
-                          ctx.recipe.data.eval_batch_size)
+        with _open_runner(ctx, key, path) as runner:
+            result = evaluate(runner, test, mean, std, ctx.recipe.data.eval_batch_size)
         results[key] = result.to_dict()
         predictions[key] = result.predictions
         ctx.console.print(f"  {key}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}% on "
@@ -272,13 +274,13 @@ def _check_budgets(ctx: BuildContext, results: dict[str, dict]) -> None:
 # -- benchmark --------------------------------------------------------------------------------
 
 
-def run_benchmark(ctx: BuildContext, folder: Path) -> dict[str, Any]:
+def _benchmark_runners(ctx: BuildContext, held: ExitStack) -> dict[str, Any]:
+    """A runner on every runnable artifact of the benchmark's backends (and eager torch),
+    entered into ``held``, which frees them."""
     from edgecnn.backends.torch_backend import TorchRunner
-    from edgecnn.bench import run_context
-    from edgecnn.bench.rounds import measure_in_rounds
 
     cfg = ctx.recipe.benchmark
-    runners: dict[str, Any] = {key: _open_runner(ctx, key, path)
+    runners: dict[str, Any] = {key: held.enter_context(_open_runner(ctx, key, path))
                                for key, path in runnable_artifacts(ctx).items()
                                if ArtifactKey.parse(key).backend in cfg.backends}
     if "torch" in cfg.backends:
@@ -289,15 +291,26 @@ def run_benchmark(ctx: BuildContext, folder: Path) -> dict[str, Any]:
         # eager PyTorch on the GPU where there is one: the baseline an engine is compared with
         device = "cuda" if torch.cuda.is_available() else "cpu"
         for variant in variants(ctx.recipe):
-            runners[str(ArtifactKey("torch", "fp32", variant))] = TorchRunner(
-                load_model(ctx, variant), device=device)
-    results = measure_in_rounds(runners, cfg.batch_sizes, rounds=cfg.rounds, warmup=cfg.warmup,
-                                iterations=cfg.iterations, seconds=cfg.seconds)
+            runners[str(ArtifactKey("torch", "fp32", variant))] = held.enter_context(
+                TorchRunner(load_model(ctx, variant), device=device))
+    return runners
+
+
+def run_benchmark(ctx: BuildContext, folder: Path) -> dict[str, Any]:
+    from edgecnn.bench import run_context
+    from edgecnn.bench.rounds import measure_in_rounds
+
+    cfg = ctx.recipe.benchmark
+    with ExitStack() as held:  # every runner freed once timed and inspected
+        runners = _benchmark_runners(ctx, held)
+        results = measure_in_rounds(runners, cfg.batch_sizes, rounds=cfg.rounds,
+                                    warmup=cfg.warmup, iterations=cfg.iterations,
+                                    seconds=cfg.seconds)
+        coverage = _int8_coverage(runners)
     for key, per_batch in results.items():
         line = ", ".join(f"batch {b}: p50 {s['p50_ms']:.3f} ms ({s['throughput']:.0f} img/s)"
                          for b, s in per_batch.items())
         ctx.console.print(f"  {key}: {line}")
-    coverage = _int8_coverage(runners)
     for key, record in coverage.items():
         ctx.console.print(f"  {key}: {record['description']}")
     context = run_context(cfg.threads)

@@ -9,41 +9,18 @@ the report says which target stopped and why. Where it can, one engine per preci
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgecnn.artifacts import DENSE, PRUNED, ArtifactKey, file_stem, suffix
+from edgecnn.backends.tensorrt.availability import unavailable_reason
 from edgecnn.errors import EdgeCNNError
-from edgecnn.recipe.variants import DENSE, PRUNED, ArtifactKey, file_stem, suffix, variants
+from edgecnn.quantize.modelopt_fp16 import fp16_onnx
+from edgecnn.recipe.variants import variants
 from edgecnn.settings import cache_dir
 
 if TYPE_CHECKING:
     from edgecnn.recipe.pipeline import BuildContext
-
-# Python packages the target needs, with what provides them.
-NEEDED = {"tensorrt": "TensorRT (JetPack, or pip install tensorrt)",
-          "polygraphy": "pip install 'edgecnn[tensorrt]'",
-          "cuda.bindings": "cuda-python: pip install 'edgecnn[tensorrt]'"}
-
-
-def unavailable_reason() -> str | None:
-    """Why TensorRT engines cannot be built here, or None when they can."""
-    missing = []
-    for module, source in NEEDED.items():
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:  # the parent package (cuda) is absent
-            found = False
-        if not found:
-            missing.append(f"{module} ({source})")
-    if missing:
-        return f"not importable here: {', '.join(missing)}"
-    from edgecnn.backends.tensorrt.device import cuda_device
-
-    if cuda_device()[0] is None:
-        return "no CUDA GPU is visible"
-    return None
-
 
 def environment(ctx: BuildContext) -> dict[str, Any]:
     """What a tensorrt compile depends on beyond its inputs: the device's facts."""
@@ -76,43 +53,6 @@ def onnx_for(ctx: BuildContext, precision: str, fp16_mode: str, folder: Path,
                                "export.tensorrt.precisions")
         return ctx.artifact("quantize", name)
     return fp16_onnx(fp32, folder / f"{file_stem(variant)}.fp16.onnx")
-
-
-def fp16_onnx(fp32: Path, out: Path) -> Path:
-    """An FP16 copy of the FP32 ONNX with float32 input and output, for TensorRT's strongly
-    typed networks (precision in the graph): NVIDIA ModelOpt's AutoCast.
-
-    AutoCast runs the model once on CPU (ONNX Runtime, random inputs: the compile stage has no
-    images at hand) and keeps a node FP32 when an input or output there exceeds 512 in
-    magnitude (``data_max``: FP16 tops out at 65504, and the margin leaves room for what the
-    next layer accumulates) or an initializer exceeds 65504 (``init_max``, FP16's largest
-    value). ONNX Runtime's ``convert_float_to_float16``, used before, converts every node and
-    clips such initializers. On MobileNetV2 and EfficientNet-B0 (random weights) both keep
-    nothing in FP32 and give the same graph but for Cast names and opset (AutoCast writes 19).
-    """
-    from edgecnn.atomic import atomic_write_bytes
-    from edgecnn.quantize.modelopt_tensorrt import INSTALL
-
-    try:
-        from modelopt.onnx.autocast import convert_to_mixed_precision
-        from modelopt.onnx.autocast.logging_config import configure_logging
-    except ImportError as exc:
-        raise EdgeCNNError(f"the FP16 ONNX for TensorRT is made by NVIDIA ModelOpt's AutoCast "
-                           f"(nvidia-modelopt, polygraphy), which cannot be imported here "
-                           f"({exc.name or exc} is missing): {INSTALL}") from None
-    if not Path(fp32).is_file():
-        raise EdgeCNNError(f"ONNX model {fp32} does not exist")
-    configure_logging("WARNING")  # its per-node INFO lines; the build prints its own
-    model = convert_to_mixed_precision(str(fp32), low_precision_type="fp16",
-                                       keep_io_types=True, providers=["cpu"])
-    for prop in model.metadata_props:
-        if prop.key == "precision":
-            prop.value = "fp16"
-            break
-    else:
-        model.metadata_props.add(key="precision", value="fp16")
-    atomic_write_bytes(out, model.SerializeToString())
-    return out
 
 
 def compile_tensorrt(ctx: BuildContext, folder: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgecnn.artifacts import ArtifactKey, file_stem, suffix
 from edgecnn.errors import EdgeCNNError
 from edgecnn.recipe.inputs import (
     calibration_images,
@@ -20,7 +21,7 @@ from edgecnn.recipe.inputs import (
     rel,
     resolution,
 )
-from edgecnn.recipe.variants import ArtifactKey, file_stem, suffix, variants
+from edgecnn.recipe.variants import variants
 
 if TYPE_CHECKING:
     from edgecnn.recipe.pipeline import BuildContext

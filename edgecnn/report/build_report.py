@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def build_rows(ctx: BuildContext, artifacts: dict[str, Path]) -> list[dict[str, Any]]:
     """One row per benchmarked artifact; ``artifacts`` maps artifact keys to their files."""
-    from edgecnn.recipe.variants import PRUNED, ArtifactKey
+    from edgecnn.artifacts import PRUNED, ArtifactKey
 
     card = ctx.done["model"]
     evaluation = ctx.done["evaluate"]["results"]
@@ -59,7 +59,7 @@ def artifact_bytes(path: Path) -> int:
 
 
 def _torch_weights(ctx: BuildContext, variant: str) -> Path:
-    from edgecnn.recipe.variants import PRUNED
+    from edgecnn.artifacts import PRUNED
 
     if variant == PRUNED:
         return ctx.artifact("prune", "weights")
@@ -86,7 +86,7 @@ def coverage_notes(ctx: BuildContext, recommended: list[dict[str, Any]]) -> list
     """Beside "ship FP32": for every INT8 artifact that is not faster than FP32 at some batch,
     what its runtime left outside the int8 kernels (the benchmark stage's ``int8_coverage``),
     so the user sees which ops to change."""
-    from edgecnn.recipe.variants import ArtifactKey
+    from edgecnn.artifacts import ArtifactKey
 
     slow = {(p["backend"], p["variant"]) for p in recommended if p["precision"] == "fp32"}
     notes = []

@@ -49,7 +49,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         document = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise EdgeCNNError(f"{path} cannot be read as an edgecnn report.json or results.json "
-                           f"({type(exc).__name__}: {exc})") from None
+                           f"({type(exc).__name__}: {exc})") from exc
     rows = document.get("rows") if isinstance(document, dict) else None
     if not isinstance(rows, list):
         raise EdgeCNNError(f"{path} is not an edgecnn report.json or results.json: it needs a "
@@ -62,7 +62,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
-            raise EdgeCNNError(f"{path}: row {index}: {field}: {first['msg']}") from None
+            raise EdgeCNNError(f"{path}: row {index}: {field}: {first['msg']}") from exc
         for batch in row.get("latency", {}):
             if not batch.isdigit() or int(batch) < 1:
                 raise EdgeCNNError(f"{path}: row {index}: latency batch {batch!r} is not a "

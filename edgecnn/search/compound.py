@@ -165,6 +165,7 @@ class CompoundRunner:
         self.runner = SearchRunner(search, ray, console)
         self.baseline = baseline_of(search)
         self.baseline_macs = self.baseline.macs(self.baseline.unscaled())
+        self.timing: dict[str, dict[str, Any]] = {}  # per phase: timed side by side or not
 
     @staticmethod
     def point_of(search: Search, baseline: Baseline, phase: str, point: Scaled) -> SweepPoint:
@@ -176,6 +177,8 @@ class CompoundRunner:
     def measure(self, phase: str, points: list[Scaled]) -> list[dict[str, Any]]:
         done = self.runner.run_phase(
             phase, [self.point_of(self.search, self.baseline, phase, p) for p in points])
+        self.timing[phase] = {"side_by_side": done["side_by_side"],
+                              "compare_error": done["compare_error"]}
         rows = []
         for point in points:
             measured = done["rows"].get(point.name, [])
@@ -210,7 +213,7 @@ class CompoundRunner:
                   "target": self.spec.compound.target, "paper": PAPER,
                   "found": {"alpha": best.depth, "beta": best.width,
                             "gamma": round(best.resolution / self.spec.compound.resolution, 4)},
-                  "grid": grid_rows, "scaled": scaled_rows}
+                  "grid": grid_rows, "scaled": scaled_rows, "timing": self.timing}
         atomic_write_json(self.search.folder / RESULT_FILE, result)
         return result
 
@@ -241,5 +244,5 @@ def preflight_compound(search: Search) -> list[tuple[Scaled, int]]:
     try:
         preflight(recipes[0].recipe, recipes[0].run_dir)
     except EdgeCNNError as exc:
-        raise EdgeCNNError(f"search {search.source} (baseline): {exc}") from None
+        raise EdgeCNNError(f"search {search.source} (baseline): {exc}") from exc
     return [(p, baseline.macs(p)) for p in points]

@@ -17,6 +17,17 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _timing_words(timing: dict[str, dict[str, Any]]) -> str:
+    """How each phase's p50s were measured: side by side, or (where that timing failed) each
+    build's own benchmark, which a busy moment can skew."""
+    words = []
+    for phase, t in timing.items():
+        words.append(f"{phase}: timed side by side" if t.get("side_by_side") else
+                     f"{phase}: each build's own benchmark, NOT side by side (the side-by-side "
+                     f"timing failed: {(t.get('compare_error') or 'disabled')[:120]})")
+    return "; ".join(words) + "." if words else "timed side by side within each phase."
+
+
 def write_compound_report(folder: Path, result: dict[str, Any]) -> dict[str, Path]:
     files = {"json": folder / "compound.json", "md": folder / "compound.md"}
     atomic_write_bytes(files["md"], markdown(result).encode())
@@ -34,8 +45,8 @@ def markdown(result: dict[str, Any]) -> str:
              f"{result['baseline']['model'].get('options', {})} at "
              f"{result['baseline']['resolution']} px. Every point trained with the search's proxy "
              f"schedule; top-1 on the evaluation split; p50 of the {precision} artifact on "
-             f"{o['backend']} at batch {o['batch']}, {o['threads']} threads, timed side by side "
-             "within each phase.", "",
+             f"{o['backend']} at batch {o['batch']}, {o['threads']} threads, "
+             + _timing_words(result.get("timing", {})), "",
              f"Found at phi 1 (best FP32 top-1 of the grid points with ~{result['target']:g}x "
              f"the baseline's mult-adds, counted): alpha {found['alpha']:g}, beta "
              f"{found['beta']:g}, gamma {found['gamma']:g}; the paper's: alpha "

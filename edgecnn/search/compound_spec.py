@@ -128,7 +128,7 @@ def parse_compound(data: dict[str, Any], path: Path) -> tuple[CompoundFile, Path
     try:
         spec = CompoundFile.model_validate(data)
     except ValidationError as exc:
-        raise EdgeCNNError(format_validation_error(exc, path)) from None
+        raise EdgeCNNError(format_validation_error(exc, path)) from exc
     check_backend_installed(spec, path)
     check_recipe_path(path, "base", spec.base)
     return spec, path.resolve().parent

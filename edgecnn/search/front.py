@@ -18,6 +18,7 @@ def trial_rows(study) -> list[dict[str, Any]]:
                      "params": attrs.get("params"), "macs": attrs.get("macs"),
                      "p50_ms": attrs.get("p50_ms"), "budget_ms": attrs.get("budget_ms"),
                      "reference_p50_ms": attrs.get("reference_p50_ms"),
+                     "ratio": attrs.get("ratio"), "timings": attrs.get("timings"),
                      "trained": attrs.get("trained", False), "top1": attrs.get("top1"),
                      "top1_fp32": attrs.get("top1_fp32"), "int8_drop": attrs.get("int8_drop"),
                      "violations": attrs.get("violations", {}), "error": attrs.get("error"),

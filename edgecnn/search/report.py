@@ -101,16 +101,19 @@ def _markdown(search: Search, rows, front_ids, reference, reference_p50, best) -
     if reference_p50:
         top1 = f", top-1 {reference['top1']:.2f}%" if reference else ""
         lines += [f"Reference ({spec.reference}): p50 {reference_p50:.3f} ms{top1}.", ""]
-    lines += ["| trial | state | MACs (M) | params (M) | p50 (ms) | budget (ms) | top-1 | "
-              "FP32 top-1 | INT8 drop | front | over budget | error |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["p50 and ratio: the median of the side-by-side timings (a candidate near the "
+              f"budget is timed {1 + spec.confirm.repeats} times).", "",
+              "| trial | state | MACs (M) | params (M) | p50 (ms) | p50 / reference | timings | "
+              "budget (ms) | top-1 | FP32 top-1 | INT8 drop | front | over budget | error |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         over = ", ".join(k for k, v in r["violations"].items() if v > 0)
         lines.append(
             f"| {r['trial']} | {r['state'].lower()} | "
             f"{_fmt(r['macs'] / 1e6 if r['macs'] else None, 2)} | "
             f"{_fmt(r['params'] / 1e6 if r['params'] else None, 3)} | {_fmt(r['p50_ms'])} | "
-            f"{_fmt(r['budget_ms'])} | {_fmt(r['top1'], 2)} | {_fmt(r['top1_fp32'], 2)} | "
+            f"{_fmt(r.get('ratio'))} | {r.get('timings') or '-'} | {_fmt(r['budget_ms'])} | "
+            f"{_fmt(r['top1'], 2)} | {_fmt(r['top1_fp32'], 2)} | "
             f"{_fmt(r['int8_drop'], 2)} | {'*' if r['trial'] in front_ids else ''} | {over} | "
             f"{(r['error'] or '')[:100]} |")
     lines += ["", "## Best candidates (on the front, highest top-1 first)", ""]
@@ -127,6 +130,8 @@ def _final_markdown(search: Search, final: dict[str, Any] | None) -> str:
     o = search.spec.objective
     ref = final.get("reference") or {}
     timed = ", timed side by side with the reference" if final["side_by_side"] else ""
+    timed += (f" ({final['timings']} timings; p50 and p50 / reference: their medians)"
+              if final.get("timings", 1) > 1 else "")
     lines = ["", f"## Final: trained on {final['schedule']}{timed}", "",
              f"| run | top-1 {o.precision.upper()} | FP32 top-1 | p50 (ms) | top-1 vs "
              "reference (points) | p50 / reference | search's proxy top-1 |",
@@ -138,11 +143,13 @@ def _final_markdown(search: Search, final: dict[str, Any] | None) -> str:
         return fmt(row[key], ref[key])
 
     for row in final["finalists"]:
+        # the median of the per-timing ratios where the finalist was timed more than once
+        ratio = (_fmt(row["ratio"]) if row.get("ratio") is not None
+                 else versus(row, "p50_ms", lambda a, b: f"{a / b:.3f}"))
         lines.append(
             f"| trial {row['trial']} ({row['key']}) | {_fmt(row['top1'], 2)} | "
             f"{_fmt(row['top1_fp32'], 2)} | {_fmt(row['p50_ms'])} | "
-            f"{versus(row, 'top1', lambda a, b: f'{a - b:+.2f}')} | "
-            f"{versus(row, 'p50_ms', lambda a, b: f'{a / b:.3f}')} | "
+            f"{versus(row, 'top1', lambda a, b: f'{a - b:+.2f}')} | {ratio} | "
             f"{_fmt(row['search_top1'], 2)} |" + (f" error: {row['error'][:100]}"
                                                   if row.get("error") else ""))
     if ref:

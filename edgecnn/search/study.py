@@ -5,9 +5,11 @@ Latency is cheap and accuracy is not, so every batch of ``parallel`` trials goes
 phases. Latency: each candidate is built untrained (random weights: the same graph, the same
 kernels), quantized and timed on the objective's backend, side by side with the reference
 recipe in one process (the sweep's comparison), so a budget given as a ratio to the reference
-holds on a noisy machine. Accuracy: only the candidates that meet the latency, MACs and
-parameter constraints are trained with the base recipe's schedule, quantized again (real
-weights, real ranges) and evaluated; the others are told to Optuna as infeasible, untrained.
+holds on a noisy machine; a candidate near the budget is timed again beside the reference
+(``confirm``) and judged on the median of its ratios to it. Accuracy: only the candidates that
+meet the latency, MACs and parameter constraints are trained with the base recipe's schedule,
+quantized again (real weights, real ranges) and evaluated; the others are told to Optuna as
+infeasible, untrained.
 
 When the budget is spent, the final phase trains the best ``finalists`` of the front again
 with the base recipe's own schedule (no proxy ``set``) and the reference with its own, and
@@ -23,6 +25,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from rich.console import Console
@@ -108,7 +111,11 @@ class SearchRunner:
         for row in collect_rows(result.statuses, result.comparison):
             rows.setdefault(row["run"], []).append(row)
         errors = {s.point.name: s.error or s.state for s in result.statuses if s.state != "done"}
-        return {"rows": rows, "errors": errors}
+        compared = result.comparison
+        # where the side-by-side timing failed, p50s fall back to each build's own benchmark
+        return {"rows": rows, "errors": errors,
+                "side_by_side": bool(compared and compared.get("ok")),
+                "compare_error": compared.get("error") if compared else None}
 
     # -- the budget that no candidate can meet -----------------------------------------------
     def check_cheapest(self) -> float | None:
@@ -177,10 +184,15 @@ class SearchRunner:
         for key, model in zip(keys, models, strict=True):
             rows = timed["rows"].get(key, [])
             row = objective_row(rows, spec)
+            p50 = p50_of(rows, spec)
             figures[key] = {"key": key, "model": model, "error": timed["errors"].get(key),
-                            "p50_ms": p50_of(rows, spec), "reference_p50_ms": reference,
-                            "budget_ms": budget, "macs": row["macs"] if row else None,
+                            "p50_ms": p50, "reference_p50_ms": reference,
+                            "ratio": p50 / reference if p50 and reference else None,
+                            "timings": 1, "budget_ms": budget,
+                            "macs": row["macs"] if row else None,
                             "params": row["params"] if row else None, "trained": False}
+        self.confirm_latency(points, [figures[k] for k in dict.fromkeys(keys)])
+        for key in keys:
             figures[key]["violations"] = self.static_violations(figures[key])
         feasible = [k for k in dict.fromkeys(keys)
                     if figures[k]["error"] is None and not any(
@@ -202,11 +214,56 @@ class SearchRunner:
         for trial, key in zip(trials, keys, strict=True):
             self.tell(study, trial, figures[key])
 
+    def near_budget(self, figures: dict[str, Any]) -> bool:
+        c, margin = self.spec.constraints, 1 + self.spec.confirm.margin
+        if figures["error"] is not None or figures["p50_ms"] is None:
+            return False
+        return ((c.latency_ms is not None and figures["p50_ms"] <= c.latency_ms * margin)
+                or (c.latency_ratio is not None and figures["ratio"] is not None
+                    and figures["ratio"] <= c.latency_ratio * margin))
+
+    def confirm_latency(self, points: dict[str, SweepPoint],
+                        candidates: list[dict[str, Any]]) -> None:
+        """The candidates near the latency budget timed ``confirm.repeats`` times more beside
+        the reference (their artifacts are built: only the side-by-side timing runs again);
+        each gets the median of its p50s, of the reference's and of its ratios to it."""
+        repeats = self.spec.confirm.repeats
+        # over the MACs or parameter budget, a candidate is out whatever its latency
+        near = [f for f in candidates if self.near_budget(f) and not any(
+            v > 0 for k, v in self.static_violations(f).items() if k != "latency")]
+        if not near or not repeats or self.search.reference is None:
+            return
+        samples = {f["key"]: [(f["p50_ms"], f["reference_p50_ms"])] for f in near}
+        for _ in range(repeats):
+            again = self.run_phase(LATENCY, [points[f["key"]] for f in near]
+                                   + [points[REFERENCE]])
+            reference = self.reference_p50(again)
+            for f in near:
+                p50 = p50_of(again["rows"].get(f["key"], []), self.spec)
+                if p50 is not None and reference is not None:
+                    samples[f["key"]].append((p50, reference))
+        for f in near:
+            timed = samples[f["key"]]
+            f.update(p50_ms=median(p for p, _ in timed),
+                     reference_p50_ms=median(r for _, r in timed),
+                     ratio=median(p / r for p, r in timed), timings=len(timed),
+                     ratios=[round(p / r, 4) for p, r in timed])
+            f["budget_ms"] = self.latency_budget(f["reference_p50_ms"])
+            self.console.print(f"  {f['key']}: {len(timed)} side-by-side timings, ratio to the "
+                               f"reference {', '.join(f'{x:.2f}' for x in f['ratios'])} "
+                               f"(median {f['ratio']:.3f})")
+
     def static_violations(self, figures: dict[str, Any]) -> dict[str, float]:
-        """Constraint -> amount over the limit (<= 0: met), as Optuna's constraints want."""
+        """Constraint -> amount over the limit (<= 0: met), as Optuna's constraints want. A
+        ratio budget is judged on the (median) ratio to the reference, in the reference's ms."""
         c, out = self.spec.constraints, {}
-        if figures["budget_ms"] is not None and figures["p50_ms"] is not None:
-            out["latency"] = figures["p50_ms"] - figures["budget_ms"]
+        over = []
+        if c.latency_ms is not None and figures["p50_ms"] is not None:
+            over.append(figures["p50_ms"] - c.latency_ms)
+        if c.latency_ratio is not None and figures.get("ratio") is not None:
+            over.append((figures["ratio"] - c.latency_ratio) * figures["reference_p50_ms"])
+        if over:
+            out["latency"] = max(over)
         if c.max_macs is not None and figures["macs"] is not None:
             out["macs"] = (figures["macs"] - c.max_macs) / c.max_macs
         if c.max_params is not None and figures["params"] is not None:
@@ -254,18 +311,30 @@ class SearchRunner:
         if not points:
             return None
         done = self.run_phase(FINAL, points)
+        # the comparison a user decides on: timed 1 + confirm.repeats times side by side (the
+        # trainings are cached, only the timing runs again), the median of each kept
+        timings = [done] + [self.run_phase(FINAL, points)
+                            for _ in range(spec.confirm.repeats if len(points) > 1 else 0)]
+        with_reference = spec.train_reference and search.reference is not None
 
         def figures(name: str) -> dict[str, Any]:
             rows = done["rows"].get(name, [])
             final, fp32 = objective_row(rows, spec), objective_row(rows, spec, "fp32")
-            return {"top1": final.get("top1") if final else None,
-                    "top1_fp32": fp32.get("top1") if fp32 else None,
-                    "p50_ms": p50_of(rows, spec), "error": done["errors"].get(name)}
+            p50s = [p50_of(t["rows"].get(name, []), spec) for t in timings]
+            out = {"top1": final.get("top1") if final else None,
+                   "top1_fp32": fp32.get("top1") if fp32 else None,
+                   "p50_ms": median(p for p in p50s if p) if any(p50s) else None,
+                   "p50s_ms": p50s, "error": done["errors"].get(name)}
+            if with_reference and name != REFERENCE:
+                ratios = [p / r for t, p in zip(timings, p50s, strict=True)
+                          if p and (r := p50_of(t["rows"].get(REFERENCE, []), spec))]
+                out["ratios"] = [round(x, 4) for x in ratios]
+                out["ratio"] = median(ratios) if ratios else None
+            return out
 
-        result = {"side_by_side": len(points) > 1,
+        result = {"side_by_side": len(points) > 1, "timings": len(timings),
                   "schedule": "the base recipe's own schedule (without the search's set)",
-                  "reference": figures(REFERENCE) if search.reference is not None
-                  and spec.train_reference else None,
+                  "reference": figures(REFERENCE) if with_reference else None,
                   "finalists": [{"trial": row["trial"], "key": row["key"], "model": row["model"],
                                  "search_top1": row["top1"], "search_p50_ms": row["p50_ms"],
                                  **figures(row["key"])} for row in best]}
@@ -274,6 +343,9 @@ class SearchRunner:
             words = (f"top-1 {row['top1']:.2f}%, p50 {row['p50_ms']:.3f} ms"
                      if row["top1"] is not None and row["p50_ms"] is not None
                      else f"failed: {row['error']}")
+            if row.get("ratio") is not None:
+                words += (f", {row['ratio']:.3f}x the reference (median of "
+                          f"{', '.join(f'{x:.2f}' for x in row['ratios'])})")
             self.console.print(f"final: trial {row['trial']} ({row['key']}) on the base's "
                                f"schedule: {words}")
         return result
@@ -297,7 +369,7 @@ def preflight_search(search: Search):
         try:
             preflight(point.recipe, point.run_dir)
         except EdgeCNNError as exc:
-            raise EdgeCNNError(f"search {search.source} ({point.name}): {exc}") from None
+            raise EdgeCNNError(f"search {search.source} ({point.name}): {exc}") from exc
     built = create_model(model["arch"], device="meta", num_classes=10,
                          cifar_stem=model["cifar_stem"], **model["options"])
     counts = profile_model(built, model["resolution"])

@@ -93,7 +93,7 @@ def claim_sweep_folder(folder: Path) -> None:
         (folder / LOGS_FOLDER).mkdir(parents=True, exist_ok=True)
         (folder / MARKER).touch()
     except OSError as exc:
-        raise EdgeCNNError(f"sweep folder {folder} cannot be created: {exc.strerror}") from None
+        raise EdgeCNNError(f"sweep folder {folder} cannot be created: {exc.strerror}") from exc
 
 
 def start_ray(address: str | None):
@@ -113,7 +113,7 @@ def start_ray(address: str | None):
     except (ConnectionError, RuntimeError, ValueError) as exc:
         what = (f"--address {address}: cannot reach that Ray cluster" if address
                 else "cannot start a local Ray instance")
-        raise EdgeCNNError(f"{what}: {first_line(exc)}") from None
+        raise EdgeCNNError(f"{what}: {first_line(exc)}") from exc
     return ray
 
 
@@ -314,8 +314,8 @@ def _note_benchmarking(statuses: dict[str, RunStatus], in_flight) -> None:
 
 def current_stage(run_dir: Path) -> str | None:
     """The stage a build is running now: a stage folder without its manifest."""
-    from edgecnn.recipe.pipeline import MANIFEST
     from edgecnn.recipe.stages import STAGES
+    from edgecnn.rundir import MANIFEST
 
     for stage in STAGES:
         folder = run_dir / stage.name

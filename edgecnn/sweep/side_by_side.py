@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from contextlib import ExitStack
 from typing import Any
 
 from edgecnn.errors import EdgeCNNError, first_line
@@ -61,13 +62,15 @@ def compare_part(artifacts: dict[str, dict[str, Any]], settings: dict[str, Any],
         from edgecnn.bench import run_context
         from edgecnn.bench.rounds import measure_in_rounds
 
-        runners = {key: open_runner(a["backend"], a["path"], threads=a["threads"])
-                   for key, a in artifacts.items()}
-        record["results"] = measure_in_rounds(runners, settings["batch_sizes"],
-                                              rounds=settings["rounds"],
-                                              warmup=settings["warmup"],
-                                              iterations=settings["iterations"],
-                                              seconds=settings["seconds"])
+        with ExitStack() as held:
+            runners = {key: held.enter_context(open_runner(a["backend"], a["path"],
+                                                           threads=a["threads"]))
+                       for key, a in artifacts.items()}
+            record["results"] = measure_in_rounds(runners, settings["batch_sizes"],
+                                                  rounds=settings["rounds"],
+                                                  warmup=settings["warmup"],
+                                                  iterations=settings["iterations"],
+                                                  seconds=settings["seconds"])
         threads = sorted({a["threads"] or 0 for a in artifacts.values()})
         record["context"] = run_context(threads[0] or None if len(threads) == 1 else None)
         record["ok"] = True

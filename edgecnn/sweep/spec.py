@@ -169,7 +169,7 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Swe
     try:
         spec = SweepFile.model_validate(data)
     except ValidationError as exc:
-        raise EdgeCNNError(_format_error(exc, path)) from None
+        raise EdgeCNNError(_format_error(exc, path)) from exc
     base, base_folder = _base_recipe(spec, path)
     folder = Path(spec.output.format(name=spec.name))
     points: list[SweepPoint] = []

@@ -8,13 +8,14 @@ sets the rising phase). All state is plain data, saved as JSON with each checkpo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as sched
 
-from edgecnn.recipe.schema import TrainSection
+if TYPE_CHECKING:  # annotations only: train sits below the recipe layer
+    from edgecnn.recipe.schema import TrainSection
 
 WARMUP_START_FACTOR = 0.1
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -28,14 +28,17 @@ from edgecnn.data.loaders import BatchLoader
 from edgecnn.data.splits import ImageSet, load_split
 from edgecnn.errors import EdgeCNNError
 from edgecnn.models import create_model
+from edgecnn.models.onednn_workarounds import explicit_padding_on_tiny_depthwise
 from edgecnn.models.surgery import freeze, replace_classifier
-from edgecnn.recipe.schema import Recipe, TrainSection
+from edgecnn.models.weights_file import save_tensors
 from edgecnn.settings import resolve_path
 from edgecnn.train import checkpoint as ckpt
 from edgecnn.train.distill import Distillation
 from edgecnn.train.evaluate import evaluate
-from edgecnn.train.onednn_workarounds import explicit_padding_on_tiny_depthwise
 from edgecnn.train.schedules import Schedule, current_lr, make_optimizer
+
+if TYPE_CHECKING:  # annotations only: train sits below the recipe layer
+    from edgecnn.recipe.schema import Recipe, TrainSection
 
 
 @dataclass
@@ -315,7 +318,7 @@ class Trainer:
                 history.append(row)
                 if val_top1 > best["val_top1"]:
                     best = {"val_top1": val_top1, "epoch": epoch}
-                    ckpt.save_tensors(self.folder / ckpt.BEST, model.state_dict(),
+                    save_tensors(self.folder / ckpt.BEST, model.state_dict(),
                                       {"epoch": str(epoch), "fingerprint": fingerprint})
                 ckpt.save_epoch(self.folder, epoch, model, optimizer, {
                     "fingerprint": fingerprint, "schedule": schedule.state_dict(),

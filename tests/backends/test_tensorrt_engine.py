@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecnn.recipe.tensorrt_target import unavailable_reason
+from edgecnn.backends.tensorrt.availability import unavailable_reason
 
 REASON = unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"TensorRT {REASON}")
@@ -31,8 +31,9 @@ def test_engine_matches_onnxruntime_and_times_like_trtexec(resnet20_onnx, tmp_pa
     from edgecnn.backends.tensorrt.device import device_facts
     from edgecnn.backends.tensorrt.runner import TensorRTRunner
     from edgecnn.backends.tensorrt.settings import Profile, builder_settings
+    from edgecnn.bench.gpu_timing import summarize_gpu_timings
     from edgecnn.hashing import sha256_file
-    from edgecnn.recipe.tensorrt_target import fp16_onnx
+    from edgecnn.quantize.modelopt_fp16 import fp16_onnx
 
     source = resnet20_onnx if precision == "fp32" else fp16_onnx(resnet20_onnx,
                                                                  tmp_path / "fp16.onnx")
@@ -48,6 +49,7 @@ def test_engine_matches_onnxruntime_and_times_like_trtexec(resnet20_onnx, tmp_pa
     got = runner.run(x)
     tolerance = 1e-3 if precision == "fp32" else 5e-2
     assert np.abs(got - reference).max() < tolerance * max(1.0, np.abs(reference).max())
-    timings, stats = runner.time_batch(8, iterations=20, warmup=5)
+    timings, stats = summarize_gpu_timings(**vars(runner.time_batch(8, iterations=20,
+                                                                    warmup=5)))
     assert timings.iterations == 20 and stats.p50_ms > 0 and timings.compute_ms.median > 0
     runner.close()

@@ -124,7 +124,7 @@ def test_device_run_on_this_cpu_writes_the_results(cpu_results):
     for field in ("jetson_model", "l4t_release", "jetpack", "power_mode", "clocks_locked"):
         assert device[field] is None and device["unavailable"][field], field
     assert "not a Jetson" in device["unavailable"]["jetson_model"]
-    from edgecnn.recipe.tensorrt_target import unavailable_reason
+    from edgecnn.backends.tensorrt.availability import unavailable_reason
 
     if unavailable_reason() is not None:
         assert any(n.startswith("tensorrt skipped: TensorRT") for n in doc["notes"])

@@ -15,10 +15,10 @@ pytest.importorskip("ai_edge_quantizer", reason="LiteRT quantization needs ai-ed
 pytest.importorskip("ai_edge_litert", reason="the tflite runner needs ai-edge-litert")
 
 from edgecnn.backends.tflite_backend import TFLiteRunner
+from edgecnn.backends.tflite_metadata import metadata_entries
 from edgecnn.data.eval_batches import normalize_nchw
 from edgecnn.errors import EdgeCNNError
 from edgecnn.export.tflite_export import export_tflite, read_tflite_metadata
-from edgecnn.export.tflite_metadata import metadata_entries
 from edgecnn.models import create_model
 
 

@@ -167,6 +167,13 @@ def test_mutated_search_files_give_exit_0_or_a_clear_exit_2(capsys, tmp_path_fac
         if isinstance(data, dict) and isinstance(data.get(key), str):
             # the search file moves to a temporary folder: its recipes stay where they were
             data[key] = str(REPO_ROOT / "searches" / data[key])
+    compound = data.get("compound") if isinstance(data, dict) else None
+    if isinstance(compound, dict):
+        # a compound grid cut to its corners: the dry run counts the mult-adds of every grid
+        # point (about 0.4 s each, 60 in searches/), and no outcome depends on the grid's size
+        for axis in ("alpha", "beta", "gamma"):
+            if isinstance(compound.get(axis), list) and len(compound[axis]) > 2:
+                compound[axis] = [compound[axis][0], compound[axis][-1]]
     path = folder / "search.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
     before = snapshot(folder)

@@ -38,7 +38,7 @@ def _conv_weight_types(path) -> dict[str, int]:
 def test_every_conv_is_fp16_with_float32_io_and_close_to_fp32(resnet20_fp32, resnet20_calibration,
                                                                 tmp_path):
     from edgecnn.backends.onnxruntime_backend import OnnxRuntimeRunner
-    from edgecnn.recipe.tensorrt_target import fp16_onnx
+    from edgecnn.quantize.modelopt_fp16 import fp16_onnx
 
     fp32 = resnet20_fp32[0]
     out = fp16_onnx(fp32, tmp_path / "model.fp16.onnx")
@@ -60,7 +60,7 @@ def test_what_fp16_cannot_hold_stays_fp32(tmp_path):
     Conv after it too: their inputs reach ~1e5 in the reference run, beyond ``data_max`` 512.
     A weight of 10 leaves every node FP16. (ONNX Runtime's converter, used before, converted
     all of them and clipped the weight to 65504.)"""
-    from edgecnn.recipe.tensorrt_target import fp16_onnx
+    from edgecnn.quantize.modelopt_fp16 import fp16_onnx
 
     def conv_types(big: float) -> list[int]:
         torch.manual_seed(0)

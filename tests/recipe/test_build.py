@@ -380,7 +380,7 @@ def test_build_killed_during_export_resumes_without_training_again(recipe, tmp_p
 
 
 def test_tensorrt_target_without_tensorrt_stops_and_the_rest_finishes(recipe, tmp_path):
-    from edgecnn.recipe.tensorrt_target import unavailable_reason
+    from edgecnn.backends.tensorrt.availability import unavailable_reason
 
     reason = unavailable_reason()
     if reason is None:

@@ -31,6 +31,7 @@ budget: {{trials: {trials}}}
 parallel: 2
 build_cpus: 1
 compare: {{rounds: 1, iterations: 5, seconds: 0.05, warmup: 2}}
+confirm: {{repeats: 1}}
 train_reference: false
 output: out
 """

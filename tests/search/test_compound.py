@@ -152,6 +152,8 @@ def test_a_tiny_compound_search_runs_the_grid_then_the_scaling(tmp_path, tiny_ci
     assert set(grid) == {"baseline", "phi1-a2-b1-g1", "phi1-a1-b1-g1.4"}
     for row in result["grid"] + result["scaled"]:
         assert row["error"] is None and 0 <= row["top1_fp32"] <= 100 and row["p50_ms"] > 0
+    assert result["timing"] == {phase: {"side_by_side": True, "compare_error": None}
+                                for phase in ("grid", "scaled")}
     trained = [r for r in result["grid"] if r["kind"] == "grid"]
     best = max(trained, key=lambda r: r["top1_fp32"])
     assert result["found"] == {"alpha": best["depth"], "beta": best["width"],

@@ -24,6 +24,7 @@ GOOD_STAGE = "    - {{width: [8, 16], depth: 1, stride: 1, expansion: 1}}\n"
     (("base: base.yaml", "base: missing.yaml"), ["base 'missing.yaml' is not a recipe file"]),
     (("set: {{train.lr: 0.1}}", "set: {{train.learning_rate: 0.1}}"), ["train.learning_rate"]),
     (("parallel: 2", "parallel: 2\nfinalists: 11"), ["finalists"]),
+    (("confirm: {{repeats: 1}}", "confirm: {{repeats: -1}}"), ["confirm.repeats"]),
 ])
 def test_a_bad_search_file_exits_2_naming_it(write_search, cli, tmp_path, edit, fragments):
     from tests.search.conftest import SEARCH

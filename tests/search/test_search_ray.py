@@ -39,6 +39,8 @@ def test_tiny_search_runs_two_trials_at_once_and_continues_from_its_study(write_
         assert trial["trained"] and 0 <= trial["top1"] <= 100 and trial["p50_ms"] > 0
         assert trial["macs"] > 0 and trial["model"]["arch"] == "searchable_mbconv"
         assert trial["reference_p50_ms"] > 0 and trial["int8_drop"] is not None
+        # near the (lenient) budget: timed once more beside the reference, judged on the median
+        assert trial["timings"] == 2 and trial["ratio"] > 0
     assert report["front"] and set(report["front"]) <= {t["trial"] for t in complete}
     assert (out / "front_top1_vs_latency.png").stat().st_size > 10_000
     assert "| trial | state |" in (out / "trials.md").read_text()
@@ -53,6 +55,7 @@ def test_tiny_search_runs_two_trials_at_once_and_continues_from_its_study(write_
         t["key"] for t in complete if t["trial"] == final["finalists"][0]["trial"]]
     finalist = final["finalists"][0]
     assert 0 <= finalist["top1"] <= 100 and finalist["p50_ms"] > 0 and not finalist["error"]
+    assert final["timings"] == 1  # without the reference, nothing to time it beside again
     def recipe_of(phase: str) -> dict:
         return json.loads((out / phase / "runs" / finalist["key"] / "recipe.json").read_text())
     assert recipe_of("final")["train"]["lr"] == 0.05

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from edgecnn.models import create_model
-from edgecnn.train.onednn_workarounds import (
+from edgecnn.models.onednn_workarounds import (
     explicit_padding_on_tiny_depthwise,
     tiny_map_depthwise_convs,
 )

@@ -31,7 +31,7 @@ def build_engine(onnx_path: Path, engine_path: Path, settings: BuilderSettings,
         engine = _build(trt, onnx_path, settings)
     except PolygraphyException as exc:  # Polygraphy raises (never returns None) on failure
         raise EdgeCNNError(f"TensorRT could not build an engine from {onnx_path}: "
-                           f"{str(exc).strip().splitlines()[-1]}") from None
+                           f"{str(exc).strip().splitlines()[-1]}") from exc
     sidecar = make_sidecar(device_facts(), settings, onnx_sha256)
     atomic_write_bytes(engine_path, bytes(engine.serialize()))
     inspector = engine.create_engine_inspector()

@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn._optional import require
-from edgecnn.backends.base import InputSpec
+from edgecnn.backends.base import EventIntervals, InputSpec, RunnerBase
 from edgecnn.backends.tensorrt.device import device_facts
 from edgecnn.backends.tensorrt.sidecar import check_engine
-from edgecnn.bench.gpu_timing import summarize_gpu_timings
 from edgecnn.errors import EdgeCNNError
 
 
@@ -32,7 +31,7 @@ def _ok(result):
     return values[0] if len(values) == 1 else values
 
 
-class TensorRTRunner:
+class TensorRTRunner(RunnerBase):
     backend = "tensorrt"
 
     def __init__(self, engine_path: str | Path, onnx_sha256: str | None = None,
@@ -41,6 +40,7 @@ class TensorRTRunner:
         self.cudart = require("cuda.bindings.runtime", "the tensorrt backend")
         self.path = Path(engine_path)
         self.sidecar = check_engine(self.path, device_facts(), onnx_sha256)
+        self.metadata: dict[str, str] = {}  # what the engine was built from: self.sidecar
         self.logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self.logger)
         dla_core = self.sidecar.settings.get("dla_core")
@@ -151,14 +151,17 @@ class TensorRTRunner:
         return out
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        self._check_open(self.path.name)
         if batch.shape[1:] != self.sample_shape:
             raise EdgeCNNError(f"{self.path.name} takes input (N, {self.sample_shape}), got "
                                f"{batch.shape}")
         return self._infer(batch, timed=False).astype(np.float32, copy=True)
 
     # -- timing ------------------------------------------------------------------------------
-    def time_batch(self, batch_size: int, iterations: int = 200, warmup: int = 20):
-        """(GpuTimings, LatencyStats) of ``iterations`` inferences of a random batch."""
+    def time_batch(self, batch_size: int, iterations: int = 200,
+                   warmup: int = 20) -> EventIntervals:
+        """The CUDA-event intervals of ``iterations`` inferences of a random batch (summarized
+        by the bench layer: :func:`edgecnn.bench.gpu_timing.summarize_gpu_timings`)."""
         x = np.random.default_rng(0).standard_normal((batch_size, *self.sample_shape),
                                                       dtype=np.float32)
         for _ in range(warmup):
@@ -171,10 +174,11 @@ class TensorRTRunner:
             h2d.append(_ok(self.cudart.cudaEventElapsedTime(e[0], e[1])))
             compute.append(_ok(self.cudart.cudaEventElapsedTime(e[1], e[2])))
             d2h.append(_ok(self.cudart.cudaEventElapsedTime(e[2], e[3])))
-        wall = time.perf_counter() - start
-        return summarize_gpu_timings(batch_size, h2d, compute, d2h, wall, self.cuda_graph)
+        return EventIntervals(batch_size, h2d, compute, d2h, time.perf_counter() - start,
+                              self.cuda_graph)
 
-    def close(self) -> None:
+    def _release(self) -> None:
+        """The device buffers, events, stream and graph (RunnerBase.close: once)."""
         self._drop_graph()
         for pointer in (self.d_input, self.d_output):
             if pointer is not None:
@@ -183,3 +187,4 @@ class TensorRTRunner:
             self.cudart.cudaEventDestroy(event)
         self.cudart.cudaStreamDestroy(self.stream)
         self.d_input = self.d_output = None
+        self.context = self.engine = None

@@ -73,7 +73,7 @@ def read_sidecar(engine: Path) -> Sidecar:
     except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
         # a folder or an unreadable file where the sidecar should be is as bad as a torn one
         raise EngineMismatch(f"sidecar {path} is unreadable ({type(exc).__name__}: {exc}); "
-                             "rebuild the engine") from None
+                             "rebuild the engine") from exc
 
 
 def mismatches(sidecar: Sidecar, device: DeviceFacts, onnx_sha256: str | None = None) -> list[str]:

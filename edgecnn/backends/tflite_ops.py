@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgecnn.export.tflite_metadata import tflite_bytes
+from edgecnn.backends.tflite_metadata import tflite_bytes
 
 FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
 CONVERSION_OPS = ("QUANTIZE", "DEQUANTIZE")

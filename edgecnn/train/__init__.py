@@ -1,0 +1,1 @@
+"""Training: the trainer, its schedules, checkpoints, distillation and evaluation."""
