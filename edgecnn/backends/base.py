@@ -7,7 +7,6 @@ ONNX Runtime, LiteRT and TensorRT, and so a device without torch can still evalu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -51,44 +50,30 @@ class EventIntervals:
     cuda_graph: bool = False
 
 
-@runtime_checkable
-class Runner(Protocol):
-    backend: str
-    metadata: dict[str, str]  # what the artifact carries (arch, mean/std, ...); {} if nothing
+class Runner:
+    """The surface every runner offers, and the lifecycle they share, as Polygraphy's runners
+    have one: ``with open_runner(...) as runner:`` frees what it holds (session, interpreter,
+    device buffers) on leaving the block, ``close()`` does so at once (a second call does
+    nothing), and a closed runner refuses to run in one clear line. A runner implements
+    ``input_spec`` and ``run``, sets ``metadata`` (what its artifact carries: arch, mean/std,
+    ...; {} if nothing) and names what it holds in ``_release``."""
 
-    def input_spec(self) -> InputSpec: ...
+    backend = ""
+    metadata: dict[str, str]
+    _closed = False
+
+    def input_spec(self) -> InputSpec:
+        raise NotImplementedError
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Logits (N, classes) for a float32 batch laid out as ``input_spec().layout``."""
-        ...
+        raise NotImplementedError
 
     def time_batch(self, batch_size: int, iterations: int = 200,
                    warmup: int = 20) -> EventIntervals | None:
         """Device-side timings of ``iterations`` inferences (CUDA events), or None where the
-        runtime has none: then the wall-clock time around ``run`` is the measurement."""
-        ...
-
-    def close(self) -> None:
-        """Free what the runtime holds (session, interpreter, device buffers)."""
-        ...
-
-    def __enter__(self) -> Runner: ...
-
-    def __exit__(self, *exc_info: object) -> None: ...
-
-
-class RunnerBase:
-    """The lifecycle every runner shares, as Polygraphy's runners have one: ``with
-    open_runner(...) as runner:`` frees what it holds on leaving the block, ``close()`` does so
-    at once (a second call does nothing), and a closed runner refuses to run in one clear
-    line. Runners without device-side timing (every CPU runtime) answer ``time_batch`` with
-    None. A runner names what it holds in ``_release``."""
-
-    backend = ""
-    _closed = False
-
-    def time_batch(self, batch_size: int, iterations: int = 200,
-                   warmup: int = 20) -> EventIntervals | None:
+        runtime has none (every CPU runtime): then the wall-clock time around ``run`` is the
+        measurement."""
         return None
 
     def _release(self) -> None:
@@ -103,7 +88,7 @@ class RunnerBase:
         if self._closed:
             raise EdgeCNNError(f"the {self.backend} runner of {artifact} is closed")
 
-    def __enter__(self):
+    def __enter__(self) -> Runner:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.backends.base import InputSpec, RunnerBase, run_failure
+from edgecnn.backends.base import InputSpec, Runner, run_failure
 from edgecnn.errors import EdgeCNNError
 
 
-class OnnxRuntimeRunner(RunnerBase):
+class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
 
     def __init__(self, path: str | Path, threads: int | None = None,

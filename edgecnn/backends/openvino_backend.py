@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.backends.base import InputSpec, RunnerBase, run_failure
+from edgecnn.backends.base import InputSpec, Runner, run_failure
 from edgecnn.errors import EdgeCNNError
 
 SUFFIXES = (".onnx", ".xml")
 PRECISIONS = ("f32", "bf16", "f16")
 
 
-class OpenVINORunner(RunnerBase):
+class OpenVINORunner(Runner):
     backend = "openvino"
 
     def __init__(self, path: str | Path, threads: int | None = None, *,

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn._optional import installed_version
-from edgecnn.backends.base import InputSpec, RunnerBase, run_failure
+from edgecnn.backends.base import InputSpec, Runner, run_failure
 from edgecnn.errors import EdgeCNNError
 
 
@@ -65,7 +65,7 @@ def load_interpreter_class() -> tuple[type, str]:
 
 
 
-class TFLiteRunner(RunnerBase):
+class TFLiteRunner(Runner):
     backend = "tflite"
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:

@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgecnn.backends.base import InputSpec, RunnerBase
+from edgecnn.backends.base import InputSpec, Runner
 
 if TYPE_CHECKING:
     from torch import nn
 
 
-class TorchRunner(RunnerBase):
+class TorchRunner(Runner):
     backend = "torch"
 
     def __init__(self, model: nn.Module, device: str = "cpu", resolution: int | None = None,

@@ -89,6 +89,14 @@ def objective_row(rows: list[dict[str, Any]], spec: SearchFile,
                  and r["precision"] == precision), None)
 
 
+def side_by_side_series(timings: list[dict[str, Any]], name: str,
+                        spec: SearchFile) -> list[tuple[float | None, float | None]]:
+    """(the point's p50, the reference's p50) in each of several side-by-side timings of the
+    same points (``run_phase`` results): what a judgement on repeated timings reads."""
+    return [(p50_of(t["rows"].get(name, []), spec), p50_of(t["rows"].get(REFERENCE, []), spec))
+            for t in timings]
+
+
 class SearchRunner:
     """One ``edgecnn search`` invocation on a started Ray (``ray``)."""
 
@@ -191,7 +199,7 @@ class SearchRunner:
                             "timings": 1, "budget_ms": budget,
                             "macs": row["macs"] if row else None,
                             "params": row["params"] if row else None, "trained": False}
-        self.confirm_latency(points, [figures[k] for k in dict.fromkeys(keys)])
+        self.confirm_latency(timed, points, [figures[k] for k in dict.fromkeys(keys)])
         for key in keys:
             figures[key]["violations"] = self.static_violations(figures[key])
         feasible = [k for k in dict.fromkeys(keys)
@@ -222,7 +230,7 @@ class SearchRunner:
                 or (c.latency_ratio is not None and figures["ratio"] is not None
                     and figures["ratio"] <= c.latency_ratio * margin))
 
-    def confirm_latency(self, points: dict[str, SweepPoint],
+    def confirm_latency(self, timed: dict[str, Any], points: dict[str, SweepPoint],
                         candidates: list[dict[str, Any]]) -> None:
         """The candidates near the latency budget timed ``confirm.repeats`` times more beside
         the reference (their artifacts are built: only the side-by-side timing runs again);
@@ -233,23 +241,17 @@ class SearchRunner:
             v > 0 for k, v in self.static_violations(f).items() if k != "latency")]
         if not near or not repeats or self.search.reference is None:
             return
-        samples = {f["key"]: [(f["p50_ms"], f["reference_p50_ms"])] for f in near}
-        for _ in range(repeats):
-            again = self.run_phase(LATENCY, [points[f["key"]] for f in near]
-                                   + [points[REFERENCE]])
-            reference = self.reference_p50(again)
-            for f in near:
-                p50 = p50_of(again["rows"].get(f["key"], []), self.spec)
-                if p50 is not None and reference is not None:
-                    samples[f["key"]].append((p50, reference))
+        again = [self.run_phase(LATENCY, [points[f["key"]] for f in near] + [points[REFERENCE]])
+                 for _ in range(repeats)]
         for f in near:
-            timed = samples[f["key"]]
-            f.update(p50_ms=median(p for p, _ in timed),
-                     reference_p50_ms=median(r for _, r in timed),
-                     ratio=median(p / r for p, r in timed), timings=len(timed),
-                     ratios=[round(p / r, 4) for p, r in timed])
+            pairs = [(p, r) for p, r in side_by_side_series([timed, *again], f["key"], self.spec)
+                     if p is not None and r is not None]
+            f.update(p50_ms=median(p for p, _ in pairs),
+                     reference_p50_ms=median(r for _, r in pairs),
+                     ratio=median(p / r for p, r in pairs), timings=len(pairs),
+                     ratios=[round(p / r, 4) for p, r in pairs])
             f["budget_ms"] = self.latency_budget(f["reference_p50_ms"])
-            self.console.print(f"  {f['key']}: {len(timed)} side-by-side timings, ratio to the "
+            self.console.print(f"  {f['key']}: {len(pairs)} side-by-side timings, ratio to the "
                                f"reference {', '.join(f'{x:.2f}' for x in f['ratios'])} "
                                f"(median {f['ratio']:.3f})")
 
@@ -320,14 +322,14 @@ class SearchRunner:
         def figures(name: str) -> dict[str, Any]:
             rows = done["rows"].get(name, [])
             final, fp32 = objective_row(rows, spec), objective_row(rows, spec, "fp32")
-            p50s = [p50_of(t["rows"].get(name, []), spec) for t in timings]
+            series = side_by_side_series(timings, name, spec)
+            p50s = [p for p, _ in series]
             out = {"top1": final.get("top1") if final else None,
                    "top1_fp32": fp32.get("top1") if fp32 else None,
                    "p50_ms": median(p for p in p50s if p) if any(p50s) else None,
                    "p50s_ms": p50s, "error": done["errors"].get(name)}
             if with_reference and name != REFERENCE:
-                ratios = [p / r for t, p in zip(timings, p50s, strict=True)
-                          if p and (r := p50_of(t["rows"].get(REFERENCE, []), spec))]
+                ratios = [p / r for p, r in series if p and r]
                 out["ratios"] = [round(x, 4) for x in ratios]
                 out["ratio"] = median(ratios) if ratios else None
             return out

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from edgecnn.backends.base import RunnerBase
+from edgecnn.backends.base import Runner
 from edgecnn.bench.latency import measure_latency, summarize
 from edgecnn.errors import EdgeCNNError
 
@@ -23,7 +23,7 @@ def test_summary_arithmetic():
     assert stats.seconds == pytest.approx(0.110)
 
 
-class _EchoRunner(RunnerBase):
+class _EchoRunner(Runner):
     """Returns its input at once: the loop's bookkeeping, with nothing to wait for."""
 
     backend = "test"

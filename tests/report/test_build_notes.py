@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from edgecnn.backends.base import RunnerBase
+from edgecnn.backends.base import Runner
 from edgecnn.bench.rounds import measure_in_rounds, p50_side_by_side
 from edgecnn.errors import EdgeCNNError
 from edgecnn.report.build_report import fallback_note
@@ -27,7 +27,7 @@ def test_fallback_note_names_layers_and_their_cost():
     assert fallback_note("openvino", "pruned", aware).endswith("no layer returned to float")
 
 
-class _LoggingRunner(RunnerBase):
+class _LoggingRunner(Runner):
     """Sleeps ``seconds`` per run and logs (name, batch) in a log shared by all runners, so the
     order of turns is visible; its latency has a known lower bound and nothing else."""
 

@@ -24,12 +24,21 @@ class Replayed(SearchRunner):
 
     def run_phase(self, phase, points):
         self.calls.append(sorted(p.name for p in points))
-        p50s = self.timings.pop(0)
+        return self.result(self.timings.pop(0))
+
+    def result(self, p50s: dict[str, float]) -> dict:
+        """A phase's result as run_phase returns it, with these side-by-side p50s."""
         o = self.spec.objective
         rows = {name: [{"backend": o.backend, "precision": o.precision,
                         "side_by_side": {str(o.batch): {"p50_ms": p50}}}]
                 for name, p50 in p50s.items()}
         return {"rows": rows, "errors": {}}
+
+    def confirm(self, first: dict) -> None:
+        """confirm_latency after a batch whose one timing gave ``first`` its figures."""
+        timed = self.result({first["key"]: first["p50_ms"],
+                             REFERENCE: first["reference_p50_ms"]})
+        self.confirm_latency(timed, points(first["key"]), [first])
 
 
 def runner(timings, **confirm) -> Replayed:
@@ -52,7 +61,7 @@ def points(*names):
 def test_a_lucky_first_timing_is_judged_on_the_median_of_three():
     r = runner([{"lucky": 1.30, REFERENCE: 1.0}, {"lucky": 1.20, REFERENCE: 1.0}])
     lucky = first_timing("lucky", 0.95, 1.0)
-    r.confirm_latency(points("lucky"), [lucky])
+    r.confirm(lucky)
     assert r.calls == [["lucky", REFERENCE]] * 2  # the candidate again, beside the reference
     assert lucky["timings"] == 3 and lucky["ratios"] == [0.95, 1.3, 1.2]
     assert lucky["ratio"] == 1.2 and lucky["p50_ms"] == 1.2
@@ -62,16 +71,16 @@ def test_a_lucky_first_timing_is_judged_on_the_median_of_three():
 def test_an_unlucky_first_timing_within_the_margin_can_still_pass():
     r = runner([{"slow": 0.90, REFERENCE: 1.0}, {"slow": 0.97, REFERENCE: 1.0}], margin=0.15)
     slow = first_timing("slow", 1.10, 1.0)
-    r.confirm_latency(points("slow"), [slow])
+    r.confirm(slow)
     assert slow["ratio"] == 0.97 and r.static_violations(slow)["latency"] < 0
 
 
 def test_far_over_the_budget_or_with_repeats_0_nothing_is_timed_again():
     far = first_timing("far", 1.5, 1.0)
     r = runner([], margin=0.15)
-    r.confirm_latency(points("far"), [far])
+    r.confirm(far)
     assert r.calls == [] and far["timings"] == 1
     near = first_timing("near", 0.9, 1.0)
     r = runner([], repeats=0)
-    r.confirm_latency(points("near"), [near])
+    r.confirm(near)
     assert r.calls == [] and near["timings"] == 1

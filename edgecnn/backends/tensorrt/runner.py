@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn._optional import require
-from edgecnn.backends.base import EventIntervals, InputSpec, RunnerBase
+from edgecnn.backends.base import EventIntervals, InputSpec, Runner
 from edgecnn.backends.tensorrt.device import device_facts
 from edgecnn.backends.tensorrt.sidecar import check_engine
 from edgecnn.errors import EdgeCNNError
@@ -31,7 +31,7 @@ def _ok(result):
     return values[0] if len(values) == 1 else values
 
 
-class TensorRTRunner(RunnerBase):
+class TensorRTRunner(Runner):
     backend = "tensorrt"
 
     def __init__(self, engine_path: str | Path, onnx_sha256: str | None = None,
@@ -178,7 +178,7 @@ class TensorRTRunner(RunnerBase):
                               self.cuda_graph)
 
     def _release(self) -> None:
-        """The device buffers, events, stream and graph (RunnerBase.close: once)."""
+        """The device buffers, events, stream and graph (Runner.close: once)."""
         self._drop_graph()
         for pointer in (self.d_input, self.d_output):
             if pointer is not None:
