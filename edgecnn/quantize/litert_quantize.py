@@ -105,6 +105,7 @@ def quantize_litert(
                 samples = _check_calibration(calibration)
                 qsvs = q.calibrate(_calibration_set(float_model, calibration),
                                    num_threads=threads or os.cpu_count() or 1)
+                widen_empty_ranges(qsvs)
             result = q.quantize(qsvs, enable_progress_report=False)
         except EdgeCNNError:
             raise
@@ -116,6 +117,30 @@ def quantize_litert(
     made_by = f"ai-edge-quantizer {installed_version('ai-edge-quantizer')}"
     return LiteRTQuantized(bytes(result.quantized_model), made_by,
                            q.get_quantization_recipe(), samples)
+
+
+# Narrowest activation range a full-INT8 tensor gets. A tensor calibrated to an (almost) empty
+# range -- a ReLU that never fires, as the 1-channel squeeze of an SE block on 16 channels can be
+# after training -- gets a scale near 1e-12; XNNPACK refuses requantization ratios outside
+# [2**-32, 256) and then fails to load the whole model ("failed to create XNNPACK runtime":
+# measured on an SE-ResNet-20 after one epoch). Its values are all ~0, so a range of 0.01 loses
+# nothing representable and keeps the ratios of its neighbours in bounds.
+MIN_ACTIVATION_RANGE = 1e-2
+
+
+def widen_empty_ranges(qsvs: dict[str, Any]) -> list[str]:
+    """Widen, in place, each calibrated range narrower than MIN_ACTIVATION_RANGE (keeping its
+    minimum); the names of the tensors widened."""
+    widened = []
+    for name, qsv in qsvs.items():
+        if "min" not in qsv or "max" not in qsv:
+            continue
+        low, high = np.asarray(qsv["min"]), np.asarray(qsv["max"])
+        narrow = (high - low) < MIN_ACTIVATION_RANGE
+        if narrow.any():
+            qsv["max"] = np.where(narrow, low + MIN_ACTIVATION_RANGE, high).astype(high.dtype)
+            widened.append(name)
+    return widened
 
 
 def _check_calibration(calibration: np.ndarray | None) -> int:
