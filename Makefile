@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[build,tflite,openvino,tensorrt,weights,sweep,search,dev]'
+	$(BIN)/pip install --quiet -e '.[build,targets,weights,sweep,search,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -150,7 +150,7 @@ def run_model(name: str, args, work: Path) -> dict[str, Any]:
 
 def latency_cost(paths: dict[str, Path], backend: str) -> dict[str, float]:
     """p50 ms of each artifact, batch 1, 2 threads, three alternating rounds."""
-    from edgecnn.bench.rounds import p50_side_by_side
+    from edgecnn.targets.quick_timing import p50_side_by_side
 
     return p50_side_by_side(paths, backend, threads=2, rounds=3, seconds=1.0)
 
@@ -258,8 +258,8 @@ def main() -> None:
 
     from importlib import metadata
 
-    from edgecnn.bench import run_context
     from edgecnn.hashing import sha256_file
+    from edgecnn.targets.context import run_context
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="int8-accuracy-") as work:

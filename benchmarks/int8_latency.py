@@ -83,11 +83,11 @@ def main() -> None:
 
     from edgecnn.backends.onnxruntime_backend import OnnxRuntimeRunner
     from edgecnn.backends.openvino_backend import OpenVINORunner
-    from edgecnn.bench import run_context
     from edgecnn.bench.rounds import measure_in_rounds
     from edgecnn.data import calibration_indices, load_split
     from edgecnn.data.eval_batches import normalize_nchw
     from edgecnn.models import create_model
+    from edgecnn.targets.context import run_context
 
     card = create_model("mobilenet_v2", num_classes=1000).card  # ImageNet mean/std
     val = load_split("imagenet-sample", "val", size=args.resolution)

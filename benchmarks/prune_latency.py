@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 
 from edgecnn.backends.onnxruntime_backend import OnnxRuntimeRunner
-from edgecnn.bench import run_context
 from edgecnn.bench.rounds import measure_in_rounds
+from edgecnn.targets.context import run_context
 
 RESULTS = Path(__file__).parent / "results"
 DENSE_OTHER_FORM = "dense_prunable_form"

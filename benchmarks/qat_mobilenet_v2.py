@@ -48,7 +48,6 @@ import torch
 
 from edgecnn.atomic import atomic_write_json
 from edgecnn.backends.onnxruntime_backend import OnnxRuntimeRunner
-from edgecnn.bench import run_context
 from edgecnn.data import calibration_indices, load_split
 from edgecnn.data.loaders import BatchLoader
 from edgecnn.export.onnx_export import export_onnx
@@ -57,6 +56,7 @@ from edgecnn.models.onednn_workarounds import explicit_padding_on_tiny_depthwise
 from edgecnn.quantize.cpu_features import choose_reduce_range
 from edgecnn.quantize.onnxruntime_static import quantize_static_onnx
 from edgecnn.quantize.qat import QATModel, qat_finetune, train_epochs
+from edgecnn.targets.context import run_context
 from edgecnn.train.evaluate import agreement, evaluate
 
 RESULTS = Path(__file__).parent / "results"

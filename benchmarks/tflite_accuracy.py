@@ -32,10 +32,10 @@ from tflite_common import normalised, pt2e_int8
 from edgecnn.atomic import atomic_write_json
 from edgecnn.backends.tflite_backend import TFLiteRunner
 from edgecnn.backends.torch_backend import TorchRunner
-from edgecnn.bench import run_context
 from edgecnn.data import ImageSet, calibration_indices, load_split
 from edgecnn.export.tflite_export import export_tflite
 from edgecnn.models import create_model
+from edgecnn.targets.context import run_context
 from edgecnn.train.evaluate import agreement, evaluate
 
 RESULTS = Path(__file__).parent / "results"

@@ -40,11 +40,11 @@ from tflite_common import normalised, pt2e_int8, recalibrated_random_model
 from edgecnn.atomic import atomic_write_json
 from edgecnn.backends.tflite_backend import TFLiteRunner
 from edgecnn.backends.tflite_ops import inspect_ops
-from edgecnn.bench import run_context
 from edgecnn.bench.rounds import measure_in_rounds
 from edgecnn.data import load_split
 from edgecnn.export.tflite_export import export_tflite
 from edgecnn.export.tflite_rewrites import decompose_hardswish
+from edgecnn.targets.context import run_context
 
 RESULTS = Path(__file__).parent / "results"
 MODELS = ("mobilenet_v2", "resnet50", "efficientnet_b0", "mobilenet_v3_large")

@@ -24,9 +24,9 @@ RESULTS = Path(__file__).parent / "results"
 def main() -> int:
     import torch
 
-    from edgecnn.bench.context import run_context
     from edgecnn.bench.torch_cuda import VARIANTS, prepare, time_cuda, variant
     from edgecnn.models import create_model
+    from edgecnn.targets.context import run_context
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="mobilenet_v2,resnet50,efficientnet_b0")

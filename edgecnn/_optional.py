@@ -11,7 +11,8 @@ from types import ModuleType
 
 from edgecnn.errors import EdgeCNNError
 
-# Which pip extra brings each optional module.
+# Which pip extra brings each optional module (a target's modules: also in its declaration,
+# edgecnn/targets/; tests/targets/test_registry.py checks that the two agree).
 EXTRA_FOR_MODULE = {
     "torch": "build",
     "onnx": "build",
@@ -34,14 +35,15 @@ INSTALL_HINTS = {
 }
 
 
-def require(module: str, purpose: str) -> ModuleType:
-    """Import ``module`` or raise an EdgeCNNError naming the extra that provides it."""
+def require(module: str, purpose: str, extra: str | None = None) -> ModuleType:
+    """Import ``module`` or raise an EdgeCNNError naming the extra that provides it (``extra``,
+    e.g. a target module's own, else the table above)."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         top = module.split(".")[0]
-        hint = INSTALL_HINTS.get(top) or (
-            f"install it with: pip install 'edgecnn[{EXTRA_FOR_MODULE.get(top, 'build')}]'")
+        extra = extra or EXTRA_FOR_MODULE.get(top, "build")
+        hint = INSTALL_HINTS.get(top) or f"install it with: pip install 'edgecnn[{extra}]'"
         raise EdgeCNNError(
             f"{purpose} needs the Python package '{module}', which is not installed "
             f"({exc}); {hint}"

@@ -305,8 +305,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from edgecnn.backends.registry import open_runner
-    from edgecnn.bench import measure_latency, run_context
+    from edgecnn.bench import measure_latency
+    from edgecnn.targets.context import run_context
+    from edgecnn.targets.registry import get_target, open_runner
 
     batches = _int_list(args.batch, "--batch")
     args.backend = backend_for(args.artifact, args.backend)
@@ -320,9 +321,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                   f"p99 {stats.p99_ms:8.3f}  mean {stats.mean_ms:8.3f} +- {stats.std_ms:.3f}  "
                   f"{stats.throughput:8.1f} img/s  ({stats.iterations} runs)")
     context = run_context(args.threads)
+    runtime = get_target(args.backend).packages[0]
     print(f"on {context['cpu']}, {context['logical_cores']} logical cores, threads "
-          f"{args.threads or 'default'}, {args.backend} "
-          f"{context['libraries'].get(PACKAGE_OF_BACKEND.get(args.backend, args.backend), '')}")
+          f"{args.threads or 'default'}, {args.backend} {context['libraries'].get(runtime, '')}")
     if args.json:
         from pathlib import Path
 
@@ -436,12 +437,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from edgecnn.data import load_split
+    from edgecnn.targets.registry import backend_of_file
     from edgecnn.train.evaluate import evaluate
 
-    if Path(args.model).suffix in ARTIFACT_SUFFIXES:
+    if backend_of_file(args.model) is not None:
         runner, name, resolution, mean, std = _artifact_runner(args)
     else:
         runner, name, resolution, mean, std = _model_runner(args)
@@ -463,33 +464,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-# Files `edgecnn eval` runs as artifacts on a backend rather than as a model name, and the
-# backend each runs on unless --backend says otherwise.
-ARTIFACT_SUFFIXES = {".onnx": "onnxruntime", ".plan": "tensorrt", ".tflite": "tflite",
-                     ".xml": "openvino"}
-
-
-# The package whose version a backend's timings depend on, where its name differs.
-PACKAGE_OF_BACKEND = {"tflite": "ai-edge-litert"}
-
-
 def backend_for(artifact: str, requested: str | None) -> str:
     """--backend as given, else the backend that runs files of this kind."""
-    from pathlib import Path
+    from edgecnn.targets.registry import backend_of_file, suffix_backends
 
     if requested:
         return requested
-    suffix = Path(artifact).suffix
-    if suffix not in ARTIFACT_SUFFIXES:
+    backend = backend_of_file(artifact)
+    if backend is None:
         raise EdgeCNNError(f"cannot tell the backend of {artifact} from its suffix; give "
-                           f"--backend (files: {', '.join(ARTIFACT_SUFFIXES)})")
-    return ARTIFACT_SUFFIXES[suffix]
+                           f"--backend (files: {', '.join(suffix_backends())})")
+    return backend
+
+
+def _backend_help() -> str:
+    """The runtimes and the files each runs, from the target registry."""
+    from edgecnn.targets.registry import TARGETS
+
+    return ", ".join(f"{name} ({' '.join(t.suffixes)})" for name, t in TARGETS.items()
+                     if t.suffixes)
 
 
 def _artifact_runner(args: argparse.Namespace):
     """A backend runner on an exported file; normalisation and resolution from its metadata
     (the flags override them). Needs no torch."""
-    from edgecnn.backends.registry import open_runner
+    from edgecnn.targets.registry import open_runner
 
     backend = backend_for(args.model, None if args.backend == "torch" else args.backend)
     runner = open_runner(backend, args.model, threads=args.threads)
@@ -586,9 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="latency and throughput of an artifact on a backend")
     p.add_argument("artifact", help="model file, e.g. runs/NAME/quantize/model.int8.onnx")
-    p.add_argument("--backend", help="onnxruntime or openvino (.onnx), tensorrt (.plan built "
-                                     "by edgecnn), tflite (.tflite), openvino (.xml); default: "
-                                     "from the file's suffix")
+    p.add_argument("--backend", help=f"{_backend_help()}; default: the first that runs the "
+                                     "file's suffix")
     p.add_argument("--batch", default="1,8", help="batch sizes, comma separated")
     p.add_argument("--threads", type=THREADS, help="intra-op threads (default: all cores)")
     p.add_argument("--warmup", type=COUNT, default=10)
@@ -641,8 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="top-1/top-5 and per-class accuracy of a model on a split")
     p.add_argument("model", help="architecture name, or an exported file (model.onnx), whose "
                                  "metadata gives resolution, mean and std")
-    p.add_argument("--backend", help="for an exported file: onnxruntime or openvino (.onnx), "
-                                     "tensorrt (.plan), tflite (.tflite), openvino (.xml)")
+    p.add_argument("--backend", help=f"for an exported file: {_backend_help()}")
     p.add_argument("--threads", type=THREADS, help="intra-op threads of the backend")
     p.add_argument("--weights", help="checkpoint (.pth, .th, .safetensors)")
     p.add_argument("--data", default="cifar10-jpeg", help="dataset name, folder or archive")

@@ -1,6 +1,6 @@
-"""Latency and throughput measurement, and the context a measurement was taken in."""
+"""Latency and throughput measurement, and the context a measurement was taken in (with every
+runtime's versions: :func:`edgecnn.targets.context.run_context`)."""
 
-from edgecnn.bench.context import run_context
 from edgecnn.bench.latency import LatencyStats, measure_latency
 
-__all__ = ["LatencyStats", "measure_latency", "run_context"]
+__all__ = ["LatencyStats", "measure_latency"]

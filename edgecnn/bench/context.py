@@ -9,8 +9,9 @@ import subprocess
 from importlib import metadata
 from typing import Any
 
-LIBRARIES = ("edgecnn", "numpy", "onnx", "onnxruntime", "onnxslim", "torch", "torch-pruning",
-             "tensorrt", "openvino", "nncf", "litert-torch", "ai-edge-quantizer", "ai-edge-litert")
+# The libraries every build's figures may depend on; each runtime's own packages are added by
+# the target registry (edgecnn.targets.context), which sits above this layer.
+CORE_LIBRARIES = ("edgecnn", "numpy", "onnx", "onnxslim", "torch", "torch-pruning")
 
 
 def cpu_model() -> str:
@@ -56,9 +57,10 @@ def gpus() -> list[dict[str, str]] | None:
             for line in out.strip().splitlines()]
 
 
-def versions() -> dict[str, str]:
+def versions(libraries: tuple[str, ...] = CORE_LIBRARIES) -> dict[str, str]:
+    """Installed version of each of ``libraries`` (pip names); absent ones are left out."""
     found = {}
-    for name in LIBRARIES:
+    for name in libraries:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -66,10 +68,11 @@ def versions() -> dict[str, str]:
     return found
 
 
-def run_context(threads: int | None = None) -> dict[str, Any]:
+def run_context(threads: int | None = None,
+                libraries: tuple[str, ...] = CORE_LIBRARIES) -> dict[str, Any]:
     return {
         "cpu": cpu_model(), "cpu_extensions": cpu_vector_extensions(),
         "machine": platform.machine(), "logical_cores": os.cpu_count(),
         "threads": threads, "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(), "libraries": versions(), "gpus": gpus(),
+        "python": platform.python_version(), "libraries": versions(libraries), "gpus": gpus(),
     }

@@ -115,14 +115,3 @@ def tflite_coverage(path: str | Path, interpreter: Any, examples: int = 3) -> In
     counts = Counter(op.op for op in floats)
     return Int8Coverage("tflite", dict(counts), [op.describe() for op in floats[:examples]],
                         partitions)
-
-
-def int8_coverage(backend: str, runner: Any) -> Int8Coverage | None:
-    """The coverage of an open runner's INT8 artifact, or None for a runtime not covered."""
-    if backend == "onnxruntime":
-        return onnx_float_islands(runner.path)
-    if backend == "openvino":
-        return openvino_f32_layers(runner.compiled)
-    if backend == "tflite":
-        return tflite_coverage(runner.path, runner.interpreter)
-    return None

@@ -4,7 +4,6 @@ reports is measured)."""
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from typing import Any
 
 from edgecnn.bench.gpu_timing import summarize_gpu_timings
@@ -31,17 +30,3 @@ def measure_in_rounds(runners: dict[str, Any], batch_sizes: list[int], *, rounds
             gpu, _ = summarize_gpu_timings(**vars(intervals))
             results[key][str(batch)]["gpu"] = gpu.to_dict()
     return results
-
-
-def p50_side_by_side(paths: dict[str, Any], backend: str, *, threads: int | None = None,
-                     rounds: int = 3, seconds: float = 0.5) -> dict[str, float]:
-    """p50 ms at batch 1 of each artifact file, timed in alternating rounds in this process:
-    a quick comparison (e.g. what the accuracy-aware fallback costs), not the build's benchmark."""
-    from edgecnn.backends.registry import open_runner
-
-    with ExitStack() as held:
-        runners = {key: held.enter_context(open_runner(backend, path, threads))
-                   for key, path in paths.items()}
-        latency = measure_in_rounds(runners, [1], rounds=rounds, warmup=10, iterations=50,
-                                    seconds=seconds)
-    return {key: stats["1"]["p50_ms"] for key, stats in latency.items()}

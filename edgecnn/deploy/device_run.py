@@ -65,10 +65,10 @@ def device_run(folder: Path, results: Path, *, backends: list[str] | None = None
                warmup: int = 10, console=None) -> Path:
     """Run everything the context asks for on this device; write and return results.json."""
     from edgecnn.backends.onnxruntime_backend import OnnxRuntimeRunner
-    from edgecnn.bench import run_context
     from edgecnn.bench.jetson import device_context
     from edgecnn.bench.rounds import measure_in_rounds
     from edgecnn.report.build_report import write_report
+    from edgecnn.targets.context import run_context
     from edgecnn.train.evaluate import agreement, evaluate
 
     say = console.print if console is not None else print

@@ -16,15 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from edgecnn import __version__
 from edgecnn.atomic import atomic_write_json
-from edgecnn.bench.context import versions
 from edgecnn.errors import EdgeCNNError
 from edgecnn.hashing import sha256_file
+from edgecnn.recipe import inputs
 from edgecnn.recipe.schema import Recipe
+from edgecnn.recipe.variants import variants
 from edgecnn.rundir import MANIFEST, RECIPE_FILE, read_manifest
+from edgecnn.targets.context import versions
 
 # Raised when what stages write or summarise changes shape, so that run directories of an older
 # edgecnn are rebuilt rather than misread (trainings are reused from the cache either way).
@@ -55,6 +58,27 @@ class BuildContext:
     def artifact(self, stage: str, key: str) -> Path:
         """A file a finished stage produced, by the key it gave it in its summary."""
         return self.run_dir / self.done[stage]["artifacts"][key]
+
+    # What a target's own stage reads of the build (edgecnn.targets.base.BuildInputs); the
+    # recipe's stages call the same functions of edgecnn.recipe.inputs directly.
+
+    def variants(self) -> list[str]:
+        return variants(self.recipe)
+
+    def load_model(self, variant: str):
+        return inputs.load_model(self, variant)
+
+    def check_images(self) -> np.ndarray:
+        return inputs.check_images(self)
+
+    def calibration_array(self) -> np.ndarray:
+        return inputs.calibration_images(self).images
+
+    def resolution(self) -> int:
+        return inputs.resolution(self)
+
+    def rel(self, path: Path) -> str:
+        return inputs.rel(self, path)
 
 
 @dataclass(frozen=True)

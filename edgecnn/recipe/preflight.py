@@ -15,6 +15,7 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.recipe.schema import Recipe
 from edgecnn.rundir import check_run_dir
 from edgecnn.settings import cache_dir, resolve_path
+from edgecnn.targets.registry import TARGETS
 
 
 def preflight(recipe: Recipe, run_dir: Path) -> None:
@@ -137,23 +138,18 @@ def check_batch_sizes(recipe: Recipe, available: int) -> None:
 
 def needs_calibration(recipe: Recipe) -> bool:
     """Whether any quantizer of the build draws calibration images."""
-    tflite_int8 = "tflite" in recipe.export.targets and "int8" in recipe.export.tflite.precisions
-    return recipe.quantize.method != "none" or tflite_int8
+    return recipe.quantize.method != "none" or any(
+        TARGETS[name].calibrates(recipe) for name in recipe.export.targets)
 
 
 def check_targets(recipe: Recipe) -> None:
-    """Export targets and benchmark backends that contradict each other or the quantize section."""
+    """Export targets and benchmark backends that contradict each other or the quantize section
+    (each target's own checks: :attr:`edgecnn.targets.base.Target.check_recipe`)."""
     export, bench = recipe.export, recipe.benchmark
-    for backend in ("tensorrt", "tflite", "openvino"):
-        if backend in bench.backends and backend not in export.targets:
-            raise EdgeCNNError(f"benchmark.backends lists {backend} but export.targets does "
-                               f"not; add {backend} to export.targets")
-    if ("tensorrt" in export.targets and "int8" in export.tensorrt.precisions
-            and recipe.quantize.method != "ptq"):
-        raise EdgeCNNError("export.tensorrt.precisions has int8, which is built from the Q/DQ "
-                           "ONNX of quantize.method: ptq; set it or drop int8")
-    if "tensorrt" in export.targets and "int8" in export.tensorrt.precisions:
-        # the Q/DQ ONNX is ModelOpt's: refuse before training, not at the quantize stage
-        from edgecnn.quantize.modelopt_tensorrt import require_modelopt
-
-        require_modelopt()
+    for name, target in TARGETS.items():
+        if (target.exported and not target.always_built and name in bench.backends
+                and name not in export.targets):
+            raise EdgeCNNError(f"benchmark.backends lists {name} but export.targets does "
+                               f"not; add {name} to export.targets")
+    for name in export.targets:
+        TARGETS[name].check_recipe(recipe)

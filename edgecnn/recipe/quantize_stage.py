@@ -211,8 +211,8 @@ def _fallback_latency(ctx: BuildContext, target: str, source: Path, fallback: Pa
     model, side by side on the target's runtime (the full INT8 model is made for this only)."""
     import tempfile
 
-    from edgecnn.bench.rounds import p50_side_by_side
     from edgecnn.quantize.targets import artifact_name, quantize_for_target
+    from edgecnn.targets.quick_timing import p50_side_by_side
 
     cfg = ctx.recipe.quantize
     with tempfile.TemporaryDirectory(dir=fallback.parent, prefix=".full-int8-") as work:

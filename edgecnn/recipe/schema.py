@@ -11,11 +11,13 @@ from __future__ import annotations
 import string
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
+
+from edgecnn.sections import MAX_BATCH, Section
+from edgecnn.targets.registry import TARGETS, backend_names, export_target_names
 
 # Seeds feed numpy's and torch's generators, which take 0 .. 2**32 - 1.
 MAX_SEED = 2**32 - 1
-MAX_BATCH = 65_536
 MAX_EPOCHS = 10_000
 
 
@@ -31,10 +33,6 @@ def check_template(text: str, allowed: set[str], field: str) -> str:
         valid = ", ".join(f"{{{a}}}" for a in sorted(allowed)) or "none"
         raise ValueError(f"{field} uses the placeholder {{{unknown[0]}}}; valid: {valid}")
     return text
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 ENTRY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
@@ -358,57 +356,23 @@ class OnnxSection(Section):
     max_abs_diff: float = Field(1e-3, gt=0, le=1e6, description="tolerance of the numeric check")
 
 
-class TensorRTSection(Section):
-    """Engines built on the device that runs them (see edgecnn/backends/tensorrt)."""
-
-    precisions: list[Literal["fp32", "fp16", "int8"]] = Field(
-        default_factory=lambda: ["fp16", "int8"], min_length=1,
-        description="one engine each; int8 from the Q/DQ ONNX (needs quantize.method ptq)")
-    fp16_mode: Literal["graph", "flag"] = Field(
-        "graph", description="graph: an FP16 ONNX, strongly typed (TensorRT 10 and 11); flag: "
-                             "the FP32 ONNX with the FP16 builder flag (TensorRT 10 only)")
-    opt_batch: int | None = Field(None, ge=1, le=MAX_BATCH,
-                                  description="profile's opt batch; default: the largest "
-                                              "benchmark batch")
-    workspace_mib: int = Field(1024, ge=1, le=1 << 20, description="builder workspace limit")
-    dla_core: int | None = Field(None, ge=0, le=15, description="Jetson DLA core, GPU fallback on")
-    sparse_weights: bool = Field(False, description="2:4 sparse weights on sparse tensor cores")
-    timing_cache: str | None = Field(
-        None, description="timing cache file; default: one per GPU and TensorRT version in "
-                          "the edgecnn cache, reused by every build")
-    cuda_graph: bool = Field(False, description="replay each inference as a CUDA graph")
-
-
-class TFLiteSection(Section):
-    """LiteRT (TensorFlow Lite) files for ARM CPUs, converted from the torch model."""
-
-    precisions: list[Literal["fp32", "fp16", "dynamic_int8", "int8"]] = Field(
-        default_factory=lambda: ["fp32", "int8"], min_length=1,
-        description="one .tflite each: fp32; fp16 weights; dynamic_int8 (int8 weights, "
-                    "activations quantized at run time); int8 (full INT8, calibrated on the "
-                    "quantize section's calibration images)")
-    io: Literal["float", "int8"] = Field(
-        "float", description="full INT8 models' input and output: float32, or int8 with the "
-                             "scale and zero point in the file")
-    layout: Literal["NCHW", "NHWC"] = Field(
-        "NCHW", description="input layout; NHWC is what mobile camera pipelines hand over")
-    max_abs_diff: float = Field(1e-3, gt=0, le=1e6,
-                                description="tolerance of the FP32 file's numeric check against "
-                                            "torch")
-
-
-class ExportSection(Section):
+class ExportBase(Section):
     onnx: OnnxSection = Field(default_factory=OnnxSection)
-    targets: list[Literal["onnxruntime", "tensorrt", "tflite", "openvino"]] = Field(
+    targets: list[Literal[export_target_names()]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["onnxruntime"], min_length=1,
         description="tensorrt builds engines where TensorRT and a GPU are present; elsewhere "
                     "the build says so and goes on with the other targets")
-    tensorrt: TensorRTSection = Field(default_factory=TensorRTSection)
-    tflite: TFLiteSection = Field(default_factory=TFLiteSection)
+
+
+# export.<target>: the section each target declares in its module (edgecnn/targets/).
+ExportSection = create_model(
+    "ExportSection", __base__=ExportBase,
+    **{name: (t.section, Field(default_factory=t.section))
+       for name, t in TARGETS.items() if t.section is not None})
 
 
 class BenchmarkSection(Section):
-    backends: list[Literal["onnxruntime", "torch", "tensorrt", "tflite", "openvino"]] = Field(
+    backends: list[Literal[backend_names()]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["onnxruntime"], min_length=1,
         description="the runtimes timed; each needs its export target (torch: none)")
     batch_sizes: list[int] = Field(default_factory=lambda: [1, 8], min_length=1, max_length=32)

@@ -33,9 +33,10 @@ from edgecnn.recipe.pipeline import BuildContext, Stage
 from edgecnn.recipe.prune_stage import environment as prune_environment
 from edgecnn.recipe.prune_stage import run_prune
 from edgecnn.recipe.quantize_stage import run_quantize
-from edgecnn.recipe.tflite_target import run_tflite
 from edgecnn.recipe.variants import variants
 from edgecnn.settings import cache_dir
+from edgecnn.targets.base import TargetStage
+from edgecnn.targets.registry import TARGETS, get_target
 
 # -- model ------------------------------------------------------------------------------------
 
@@ -149,8 +150,8 @@ def run_export(ctx: BuildContext, folder: Path) -> dict[str, Any]:
         artifacts[f"fp32{suffix(variant)}"] = rel(ctx, path)
     # The FP32 ONNX runs in ONNX Runtime whatever the targets: the reference of every
     # accuracy. OpenVINO reads the same file.
-    backends = ["onnxruntime"] + (["openvino"] if "openvino" in ctx.recipe.export.targets
-                                  else [])
+    backends = [name for name, t in TARGETS.items() if t.runs_fp32_onnx
+                and (t.always_built or name in ctx.recipe.export.targets)]
     runs = {str(ArtifactKey(b, "fp32", v)): f"fp32{suffix(v)}"
             for v in variants(ctx.recipe) for b in backends}
     worst = max(checks.values(), key=lambda c: c["max_abs_diff"])
@@ -213,17 +214,10 @@ def runnable_artifacts(ctx: BuildContext) -> dict[str, Path]:
 
 
 def _open_runner(ctx: BuildContext, key: str, path: Path):
-    backend = ArtifactKey.parse(key).backend
-    if backend == "tensorrt":
-        from edgecnn.backends.tensorrt.runner import TensorRTRunner
-        from edgecnn.hashing import sha256_file
-
-        source = ctx.run_dir / ctx.done["compile"]["targets"]["tensorrt"]["onnx"][key]
-        return TensorRTRunner(path, onnx_sha256=sha256_file(source),
-                              cuda_graph=ctx.recipe.export.tensorrt.cuda_graph)
-    from edgecnn.backends.registry import open_runner
-
-    return open_runner(backend, path, threads=ctx.recipe.benchmark.threads)
+    target = get_target(ArtifactKey.parse(key).backend)
+    if target.open_build_runner is not None:
+        return target.open_build_runner(ctx, key, path)
+    return target.open_runner(path, ctx.recipe.benchmark.threads)
 
 
 def run_evaluate(ctx: BuildContext, folder: Path) -> dict[str, Any]:
@@ -297,8 +291,8 @@ def _benchmark_runners(ctx: BuildContext, held: ExitStack) -> dict[str, Any]:
 
 
 def run_benchmark(ctx: BuildContext, folder: Path) -> dict[str, Any]:
-    from edgecnn.bench import run_context
     from edgecnn.bench.rounds import measure_in_rounds
+    from edgecnn.targets.context import run_context
 
     cfg = ctx.recipe.benchmark
     with ExitStack() as held:  # every runner freed once timed and inspected
@@ -322,14 +316,14 @@ def run_benchmark(ctx: BuildContext, folder: Path) -> dict[str, Any]:
 
 def _int8_coverage(runners: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per INT8 artifact, what its runtime leaves outside its int8 kernels
-    (:mod:`edgecnn.bench.int8_coverage`), asked of the runner that was timed."""
-    from edgecnn.bench.int8_coverage import int8_coverage
-
+    (:mod:`edgecnn.bench.int8_coverage`), asked of the runner that was timed; a target that
+    declares no ``int8_coverage`` is left out."""
     found = {}
     for key, runner in runners.items():
         artifact = ArtifactKey.parse(key)
         if artifact.precision == "int8":
-            coverage = int8_coverage(artifact.backend, runner)
+            inspect = get_target(artifact.backend).int8_coverage
+            coverage = inspect(runner) if inspect is not None else None
             if coverage is not None:
                 found[key] = coverage.to_dict()
     return found
@@ -402,6 +396,15 @@ def _evaluated_inputs(ctx: BuildContext) -> list[Path]:
     return list(runnable_artifacts(ctx).values())
 
 
+def _target_stage(target: str, stage: TargetStage) -> Stage:
+    """A target's own stage (:class:`edgecnn.targets.base.TargetStage`), run when the recipe
+    exports to that target."""
+    inputs = ((lambda ctx: _train_inputs(ctx) + _stage_outputs(ctx, "prune"))
+              if stage.from_weights else (lambda ctx: _stage_outputs(ctx, "export")))
+    return Stage(stage.name, stage.reads, stage.run, inputs=inputs,
+                 enabled=lambda r: target in r.export.targets)
+
+
 # What the ONNX export, its quantization and engines read of the export section (not
 # export.tflite, which only the tflite stage reads; it reads these too: the numeric check
 # takes export.onnx.check_samples images).
@@ -423,10 +426,7 @@ STAGES = [
                        "export.tensorrt", "benchmark.threads"),
           run_quantize, inputs=_quantize_inputs, enabled=lambda r: r.quantize.method != "none",
           environment=_quantize_environment),
-    Stage("tflite", ("model", "data", "prune", "quantize", *ONNX_EXPORT_FIELDS, "export.tflite",
-                     "benchmark.threads"), run_tflite,
-          inputs=lambda ctx: _train_inputs(ctx) + _stage_outputs(ctx, "prune"),
-          enabled=lambda r: "tflite" in r.export.targets),
+    *(_target_stage(t.name, t.stage) for t in TARGETS.values() if t.stage is not None),
     Stage("compile", ("prune", *ONNX_EXPORT_FIELDS, "export.tensorrt", "benchmark.batch_sizes"),
           run_compile, inputs=lambda ctx: _stage_outputs(ctx, "export", "quantize"),
           environment=_compile_environment),

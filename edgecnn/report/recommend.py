@@ -16,6 +16,7 @@ from typing import Any
 
 from edgecnn.errors import EdgeCNNError
 from edgecnn.report.tables import variant_label
+from edgecnn.targets.registry import cpu_runtime_names
 
 MIN_GAIN = 0.05  # a lower precision must be at least 5% faster than FP32 to be worth its cost
 
@@ -80,7 +81,7 @@ def recommend(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[st
 
 # Runtimes that run on the host CPU: the candidates of "which artifact is fastest on this CPU".
 # (TensorRT runs on a GPU; the torch rows are the eager baseline, not a deployment artifact.)
-CPU_BACKENDS = ("onnxruntime", "openvino", "tflite")
+CPU_BACKENDS = cpu_runtime_names()
 
 
 def fastest_on_cpu(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

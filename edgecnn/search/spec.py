@@ -35,12 +35,9 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.recipe.schema import check_template
 from edgecnn.safe_yaml import echo
 from edgecnn.sweep.spec import CompareSection
+from edgecnn.targets.registry import TARGETS, cpu_runtime_names
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
-# The Python packages each objective backend needs to build and run its artifacts (until the
-# target registry of issue 18 declares them in one place).
-BACKEND_MODULES = {"onnxruntime": ("onnxruntime",), "openvino": ("openvino", "nncf"),
-                   "tflite": ("litert_torch", "ai_edge_quantizer", "ai_edge_litert")}
 MAX_STAGES = 12
 
 
@@ -77,7 +74,7 @@ class Space(Strict):
 
 
 class Objective(Strict):
-    backend: Literal["onnxruntime", "openvino", "tflite"]
+    backend: Literal[cpu_runtime_names()]  # type: ignore[valid-type]
     precision: Literal["int8", "fp32"] = "int8"
     batch: int = Field(1, ge=1, le=4096)
     threads: int = Field(2, ge=1, le=1024)
@@ -176,15 +173,12 @@ def check_recipe_path(path: Path, field_name: str, value: str | None) -> None:
 
 def check_backend_installed(spec: SearchFile, path: Path) -> None:
     """The objective's backend must be installed: said before anything is built."""
-    from edgecnn._optional import EXTRA_FOR_MODULE
-
-    backend = spec.objective.backend
-    for module in BACKEND_MODULES[backend]:
+    target = TARGETS[spec.objective.backend]
+    for module in target.modules:
         if find_spec(module) is None:
             raise EdgeCNNError(
-                f"search file {path}: objective.backend {backend} needs the Python package "
-                f"'{module}', which is not installed; pip install "
-                f"'edgecnn[{EXTRA_FOR_MODULE.get(module, 'build')}]'")
+                f"search file {path}: objective.backend {target.name} needs the Python package "
+                f"'{module}', which is not installed; pip install 'edgecnn[{target.extra}]'")
 
 
 def _check_choices(space: Space, path: Path) -> None:

@@ -19,11 +19,12 @@ from typing import Any
 
 from edgecnn.errors import EdgeCNNError, first_line
 from edgecnn.sweep.build_task import ray_node_id
+from edgecnn.targets.registry import cpu_runtime_names
 
 COMPARE = "compare"
 # Runtimes whose artifacts are files a runner opens on this node (not TensorRT engines, which
 # belong to their GPU, nor the torch rows, which are models in memory).
-COMPARED_BACKENDS = ("onnxruntime", "openvino", "tflite")
+COMPARED_BACKENDS = cpu_runtime_names()
 
 
 def compared_artifacts(statuses, node_id: str) -> dict[str, dict[str, Any]]:
@@ -58,9 +59,9 @@ def compare_part(artifacts: dict[str, dict[str, Any]], settings: dict[str, Any],
     try:
         if os.path.isdir(cwd):
             os.chdir(cwd)
-        from edgecnn.backends.registry import open_runner
-        from edgecnn.bench import run_context
         from edgecnn.bench.rounds import measure_in_rounds
+        from edgecnn.targets.context import run_context
+        from edgecnn.targets.registry import open_runner
 
         with ExitStack() as held:
             runners = {key: held.enter_context(open_runner(a["backend"], a["path"],

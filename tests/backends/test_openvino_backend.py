@@ -95,7 +95,7 @@ def test_errors_name_the_file(tmp_path, fp32_files, images):
 
 
 def test_registry_opens_it(fp32_files):
-    from edgecnn.backends.registry import open_runner
+    from edgecnn.targets.registry import open_runner
 
     runner = open_runner("openvino", fp32_files[1], threads=1)
     assert isinstance(runner, OpenVINORunner) and runner.threads == 1

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecnn.backends.registry import open_runner
 from edgecnn.errors import EdgeCNNError
+from edgecnn.targets.registry import open_runner
 
 
 @pytest.fixture(scope="module")

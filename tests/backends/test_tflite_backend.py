@@ -14,12 +14,12 @@ pytest.importorskip("ai_edge_litert", reason="the tflite runner needs ai-edge-li
 pytest.importorskip("litert_torch", reason="making a .tflite needs litert-torch (tflite extra)")
 
 from edgecnn.backends.base import Runner
-from edgecnn.backends.registry import open_runner
 from edgecnn.backends.tflite_backend import TFLiteRunner, load_interpreter_class
 from edgecnn.data.eval_batches import normalize_nchw
 from edgecnn.errors import EdgeCNNError
 from edgecnn.export.tflite_export import export_tflite
 from edgecnn.models import create_model
+from edgecnn.targets.registry import open_runner
 from tests.helpers import HIDE_TORCH
 
 

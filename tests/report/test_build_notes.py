@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from edgecnn.backends.base import Runner
-from edgecnn.bench.rounds import measure_in_rounds, p50_side_by_side
+from edgecnn.bench.rounds import measure_in_rounds
 from edgecnn.errors import EdgeCNNError
 from edgecnn.report.build_report import fallback_note
+from edgecnn.targets.quick_timing import p50_side_by_side
 
 
 def test_fallback_note_names_layers_and_their_cost():
