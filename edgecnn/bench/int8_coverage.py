@@ -38,7 +38,7 @@ class Int8Coverage:
     backend: str
     float_ops: dict[str, int] = field(default_factory=dict)  # op type -> count left in float
     examples: list[str] = field(default_factory=list)  # a few of their names
-    partitions: int | None = None  # LiteRT: XNNPACK delegate partitions
+    partitions: int | None = None  # XNNPACK delegate partitions (LiteRT, ExecuTorch)
 
     def describe(self) -> str:
         parts = []
@@ -49,7 +49,8 @@ class Int8Coverage:
             ops = ", ".join(f"{op} x{n}" for op, n in sorted(self.float_ops.items(),
                                                              key=lambda kv: -kv[1]))
             where = {"onnxruntime": "in float between DQ/Q", "openvino": "executed in f32",
-                     "tflite": "computing in float"}[self.backend]
+                     "tflite": "computing in float"}.get(self.backend,
+                                                         "outside the runtime's int8 kernels")
             parts.append(f"{sum(self.float_ops.values())} op(s) {where}: {ops}"
                          + (f" (e.g. {', '.join(self.examples)})" if self.examples else ""))
         else:
