@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecnn.errors import EdgeCNNError
-from edgecnn.targets import onnxruntime, openvino, tensorrt, tflite, torch_eager
+from edgecnn.targets import executorch, onnxruntime, openvino, tensorrt, tflite, torch_eager
 from edgecnn.targets.base import Target
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
@@ -20,6 +20,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     tensorrt.TARGET,
     tflite.TARGET,
     openvino.TARGET,
+    executorch.TARGET,
 )}
 
 

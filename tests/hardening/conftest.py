@@ -86,10 +86,12 @@ def build_tiny(folder: Path, dataset: Path, *overrides: str) -> Path:
 
 @pytest.fixture(scope="session")
 def artifact_run(tmp_path_factory, tiny_cifar_folder) -> Path:
-    """A tiny build with a file of every CPU backend: .onnx (FP32, INT8), .tflite, OpenVINO .xml."""
+    """A tiny build with a file of every CPU backend: .onnx (FP32, INT8), .tflite, OpenVINO .xml,
+    ExecuTorch .pte (INT8, with its metadata file)."""
     return build_tiny(tmp_path_factory.mktemp("artifacts"), tiny_cifar_folder,
-                      "export.targets=[onnxruntime, tflite, openvino]",
-                      "export.tflite.precisions=[fp32]", "benchmark.backends=[onnxruntime]",
+                      "export.targets=[onnxruntime, tflite, openvino, executorch]",
+                      "export.tflite.precisions=[fp32]", "export.executorch.precisions=[int8]",
+                      "benchmark.backends=[onnxruntime]",
                       "benchmark.batch_sizes=[1]")
 
 
@@ -98,7 +100,8 @@ def artifact_files(artifact_run) -> dict[str, Path]:
     files = {"onnx": artifact_run / "export" / "model.fp32.onnx",
              "int8.onnx": artifact_run / "quantize" / "model.int8.onnx",
              "tflite": artifact_run / "tflite" / "model.fp32.tflite",
-             "xml": artifact_run / "quantize" / "model.int8.xml"}
+             "xml": artifact_run / "quantize" / "model.int8.xml",
+             "pte": artifact_run / "executorch" / "model.int8.pte"}
     for path in files.values():
         assert path.is_file(), path
     return files

@@ -8,8 +8,9 @@
    searches/, through `edgecnn search --dry-run`.
 2. The user's own model: entry-point modules (a function that returns something else, raises,
    exits, does not exist) and corrupt ONNX files given as `model.onnx`, through `edgecnn validate`.
-3. Artifact files: the build's .onnx, .tflite and OpenVINO .xml/.bin truncated, with flipped
-   bytes, or replaced by random bytes, through `edgecnn bench` and `edgecnn eval`.
+3. Artifact files: the build's .onnx, .tflite, OpenVINO .xml/.bin and ExecuTorch .pte (and its
+   .pte.json) truncated, with flipped bytes, or replaced by random bytes, through `edgecnn
+   bench` and `edgecnn eval`.
 
 Every outcome must be exit 0 or exit 2 with one message and no traceback (an exception escaping
 ``main`` fails the example), and a dry run writes nothing. Both are bounded (max_examples) to
@@ -194,7 +195,7 @@ def _corrupt(data: bytes, how: str, where: int, count: int, noise: bytes) -> byt
 
 
 @ARTIFACT_SETTINGS
-@given(kind=st.sampled_from(["onnx", "int8.onnx", "tflite", "xml", "bin"]),
+@given(kind=st.sampled_from(["onnx", "int8.onnx", "tflite", "xml", "bin", "pte", "pte.json"]),
        how=st.sampled_from(["truncate", "flip", "random"]),
        where=st.integers(0, 2**31), count=st.integers(1, 40),
        noise=st.binary(min_size=0, max_size=2048))
@@ -202,12 +203,18 @@ def test_corrupt_artifacts_give_exit_0_or_a_clear_exit_2(capsys, tmp_path_factor
                                                          artifact_files, tiny_cifar_folder,
                                                          kind, how, where, count, noise):
     folder = tmp_path_factory.mktemp("corrupt")
-    source = artifact_files["xml" if kind == "bin" else kind]
+    source = artifact_files[{"bin": "xml", "pte.json": "pte"}.get(kind, kind)]
     target = folder / f"model{Path(source).suffix}"
     shutil.copy(source, target)
-    if source.suffix == ".xml":
-        shutil.copy(source.with_suffix(".bin"), target.with_suffix(".bin"))
-    victim = target.with_suffix(".bin") if kind == "bin" else target
+    # the files that travel with it: an OpenVINO IR's weights, an ExecuTorch program's metadata
+    pairs = {".xml": (source.with_suffix(".bin"), target.with_suffix(".bin")),
+             ".pte": (source.with_name(source.name + ".json"),
+                      target.with_name(target.name + ".json"))}
+    companion = None
+    if source.suffix in pairs:
+        original, companion = pairs[source.suffix]
+        shutil.copy(original, companion)
+    victim = companion if kind in ("bin", "pte.json") else target
     victim.write_bytes(_corrupt(victim.read_bytes(), how, where, count, noise))
     _user_outcome(run_cli(capsys, "bench", target, "--batch", "1", "--iterations", "1",
                           "--seconds", "0", "--warmup", "0"), f"bench {kind}")
