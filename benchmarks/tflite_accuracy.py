@@ -4,7 +4,7 @@
         --mobilenet-weights runs/mobilenet_int8/train/best.safetensors
 
 Three trained models, each exported by edgecnn.export.tflite_export to FP32 and to full INT8
-(ai-edge-quantizer static recipe, float I/O, the library's route), and — for the route
+(litert-quantizer static recipe, float I/O, the library's route), and — for the route
 comparison — through litert-torch's PT2E quantizer (tflite_common.pt2e_int8):
 
 - CIFAR MobileNet v2 (width 0.5, CIFAR stem; the demo's trained weights, --mobilenet-weights)

@@ -3,7 +3,7 @@
 - :func:`pt2e_int8`: the alternative full-INT8 route, litert-torch's PT2E quantizer (torchao
   ``prepare_pt2e`` / ``convert_pt2e`` with litert-torch's symmetric per-channel config, then
   ``litert_torch.convert(..., quant_config=...)``), as litert-torch's own tests do it. edgecnn's
-  library uses ai-edge-quantizer; this route exists only to measure the choice.
+  library uses litert-quantizer; this route exists only to measure the choice.
 - :func:`recalibrated_random_model`: latency does not depend on weight values, but full-INT8
   delegation does depend on activation ranges (XNNPACK refuses an int8 ADD whose input/output
   scale ratio is below 1/1024). A randomly initialised network with BatchNorm's default

@@ -9,11 +9,11 @@ on 64 imagenet-sample images (tflite_common.py says why), converted by
 edgecnn.export.tflite_export to
 
 - ``fp32``: the FP32 .tflite;
-- ``int8``: edgecnn's full INT8 (ai-edge-quantizer ``static_wi8_ai8``, float I/O, hard-swish
+- ``int8``: edgecnn's full INT8 (litert-quantizer ``static_wi8_ai8``, float I/O, hard-swish
   rewritten for XNNPACK by edgecnn.export.tflite_rewrites), calibrated on 64 imagenet-sample
   images;
 - ``int8_no_rewrite`` (models with hard-swish only): the same without the rewrites, i.e.
-  ai-edge-quantizer's default static recipe on litert-torch's graph — the "before";
+  litert-quantizer's default static recipe on litert-torch's graph — the "before";
 - ``int8_decomposed_only`` (models with hard-swish only): every hard-swish as three int8 ops
   (MUL, ADD+RELU6, MUL), without folding the 1/6 into the next layers — the first fix alone;
 - ``int8_pt2e`` (unless --no-pt2e): litert-torch's PT2E route, for the route comparison.

@@ -21,7 +21,7 @@ EXTRA_FOR_MODULE = {
     "polygraphy": "tensorrt",
     "cuda": "tensorrt",
     "litert_torch": "tflite",
-    "ai_edge_quantizer": "tflite",
+    "litert_quantizer": "tflite",
     "ai_edge_litert": "tflite",
     "openvino": "openvino",
     "nncf": "openvino",

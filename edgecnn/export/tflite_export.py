@@ -1,7 +1,7 @@
 """Torch -> LiteRT (.tflite): FP32, FP16 weights, dynamic-range INT8 or full INT8, checked.
 
 The conversion is litert-torch's (torch.export, then its own lowering to the TFLite flatbuffer;
-no TensorFlow), quantization is ai-edge-quantizer's (:mod:`edgecnn.quantize.litert_quantize`,
+no TensorFlow), quantization is litert-quantizer's (:mod:`edgecnn.quantize.litert_quantize`,
 which says why it and not PT2E), and the result is written whole or not at all with the
 deployment facts in the file (:mod:`edgecnn.backends.tflite_metadata`).
 

@@ -1,9 +1,10 @@
 """Torch-side rewrites that make a model's full-INT8 LiteRT graph run inside XNNPACK, and fast.
 
-Why MobileNet v3 ran SLOWER in full INT8 than in FP32 (ai-edge-quantizer's ``static_wi8_ai8``
-recipe, ai-edge-litert 2.3): litert-torch lowers ``nn.Hardswish`` to one TFLite ``HARD_SWISH``
-op, and XNNPACK's TFLite delegate takes ``HARD_SWISH`` only in float (its ``VisitHardSwishNode``
-checks for float tensors). The quantized graph therefore left all 21 int8 ``HARD_SWISH`` ops of
+Why MobileNet v3 ran SLOWER in full INT8 than in FP32 (the ``static_wi8_ai8`` recipe of
+ai-edge-quantizer, now litert-quantizer; ai-edge-litert 2.3): litert-torch lowers
+``nn.Hardswish`` to one TFLite ``HARD_SWISH`` op, and XNNPACK's TFLite delegate takes
+``HARD_SWISH`` only in float (its ``VisitHardSwishNode`` checks for float tensors). The
+quantized graph therefore left all 21 int8 ``HARD_SWISH`` ops of
 MobileNet v3-Large on TFLite's own kernels and cut the network into 22 XNNPACK partitions, with
 a hand-over between delegate and interpreter at every activation (what
 :meth:`edgecnn.backends.tflite_backend.TFLiteRunner.delegation` reports). The squeeze-excite

@@ -86,8 +86,8 @@ def int8_coverage(runner):
 
 TARGET = Target(
     name="tflite", title="LiteRT (TensorFlow Lite) interpreter with XNNPACK, CPU (.tflite)",
-    suffixes=(".tflite",), packages=("ai-edge-litert", "litert-torch", "ai-edge-quantizer"),
-    modules=("litert_torch", "ai_edge_quantizer", "ai_edge_litert"), extra="tflite",
+    suffixes=(".tflite",), packages=("ai-edge-litert", "litert-torch", "litert-quantizer"),
+    modules=("litert_torch", "litert_quantizer", "ai_edge_litert"), extra="tflite",
     open_runner=open_runner, int8_coverage=int8_coverage, section=TFLiteSection,
     calibrates=calibrates,
     # the conversion reads the check images (export.onnx.check_samples), the calibration

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 pytest.importorskip("litert_torch", reason="the LiteRT export needs litert-torch (tflite extra)")
-pytest.importorskip("ai_edge_quantizer", reason="LiteRT quantization needs ai-edge-quantizer")
+pytest.importorskip("litert_quantizer", reason="LiteRT quantization needs litert-quantizer")
 pytest.importorskip("ai_edge_litert", reason="the tflite runner needs ai-edge-litert")
 
 from edgecnn.backends.tflite_backend import TFLiteRunner
@@ -82,7 +82,7 @@ def test_each_precision_runs_and_agrees_with_torch(exports, key, max_size_ratio,
     assert result.size_bytes <= max_size_ratio * result.float_size_bytes, result.to_dict()
     assert result.check.top1_agreement >= min_agreement, result.check
     assert read_tflite_metadata(result.path)["precision"] == key
-    assert result.quantizer.startswith("ai-edge-quantizer ")
+    assert result.quantizer.startswith("litert-quantizer ")
 
 
 def test_full_int8_is_integer_only_with_float_io(exports):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 pytest.importorskip("litert_torch", reason="the LiteRT export needs litert-torch (tflite extra)")
-pytest.importorskip("ai_edge_quantizer", reason="LiteRT quantization needs ai-edge-quantizer")
+pytest.importorskip("litert_quantizer", reason="LiteRT quantization needs litert-quantizer")
 pytest.importorskip("ai_edge_litert", reason="the tflite runner needs ai-edge-litert")
 
 from edgecnn.backends.tflite_backend import TFLiteRunner

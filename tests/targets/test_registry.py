@@ -67,7 +67,7 @@ def test_extras_and_packages_agree_with_the_project():
     # every library the measurements recorded before the registry is still recorded
     assert set(libraries()) >= {"edgecnn", "numpy", "onnx", "onnxruntime", "onnxslim", "torch",
                                 "torch-pruning", "tensorrt", "openvino", "nncf", "litert-torch",
-                                "ai-edge-quantizer", "ai-edge-litert"}
+                                "litert-quantizer", "ai-edge-litert"}
 
 
 def test_a_target_with_a_stage_gets_it_in_the_build_after_quantization():
