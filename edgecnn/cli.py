@@ -437,7 +437,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-
     from edgecnn.data import load_split
     from edgecnn.targets.registry import backend_of_file
     from edgecnn.train.evaluate import evaluate

@@ -422,10 +422,12 @@ class Recipe(Section):
                  ("prune", self.prune is not None, "prunes the torch model"),
                  ("quantize.method qat", self.quantize.method == "qat",
                   "fine-tunes the torch model"),
-                 ("export.targets tflite", "tflite" in self.export.targets,
-                  "converts the torch model (litert-torch)"),
                  ("benchmark.backends torch", "torch" in self.benchmark.backends,
                   "times the torch model")]
+        # a target whose stage converts the torch model (LiteRT, ExecuTorch)
+        needs += [(f"export.targets {name}", True, "converts the torch model")
+                  for name in self.export.targets
+                  if TARGETS[name].stage is not None and TARGETS[name].stage.from_weights]
         for field, present, why in needs:
             if present:
                 raise ValueError(f"model.onnx: {field} {why}, which an ONNX file does not "
