@@ -101,9 +101,9 @@ def lower(model: Any, resolution: int, precision: str,
             exported = torch.export.export(model, example)
             if precision == "int8":
                 exported = torch.export.export(_quantized(exported, calibration), example)
-            ops = _compute_ops(exported.graph)
+            ops = _compute_ops(exported)
             lowered = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
-            left = _compute_ops(lowered.exported_program().graph)
+            left = _compute_ops(lowered.exported_program())
             delegates = sum(1 for n in lowered.exported_program().graph.nodes
                             if n.op == "call_function"
                             and _op_name(n) == "executorch_call_delegate")
@@ -147,10 +147,21 @@ def _op_name(node: Any) -> str:
     return name.removesuffix(".default")
 
 
-def _compute_ops(graph: Any) -> list[str]:
-    """The graph's call_function nodes that compute, by op name."""
-    return [_op_name(n) for n in graph.nodes
-            if n.op == "call_function" and _op_name(n) not in BOOKKEEPING]
+def _compute_ops(program: Any) -> list[str]:
+    """The call_function nodes of an exported program that compute on its input, by op name:
+    not the delegate calls and their outputs, nor an op whose inputs are all constants (the
+    layout copy of a lifted scalar that MobileNet v3's hard-swish leaves beside the delegate)."""
+    user_inputs = set(program.graph_signature.user_inputs)
+    found = []
+    for node in program.graph.nodes:
+        if node.op != "call_function" or _op_name(node) in BOOKKEEPING:
+            continue
+        sources = node.all_input_nodes
+        if sources and all(a.op == "placeholder" and a.name not in user_inputs
+                           for a in sources):
+            continue
+        found.append(_op_name(node))
+    return found
 
 
 # -- the build stage --------------------------------------------------------------------------
