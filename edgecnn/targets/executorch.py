@@ -94,7 +94,8 @@ def lower(model: Any, resolution: int, precision: str,
         )
         from executorch.exir import to_edge_transform_and_lower
 
-    example = (torch.zeros(1, 3, resolution, resolution),)
+    channels = getattr(getattr(model, "card", None), "in_chans", 3)
+    example = (torch.zeros(1, channels, resolution, resolution),)
     model = model.eval()
     try:
         with torch.no_grad():
