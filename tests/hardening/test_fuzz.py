@@ -40,9 +40,9 @@ SEARCHES = sorted((REPO_ROOT / "searches").glob("*.yaml"))
 PATH_LIKE = ["..", ".", "../..", "/", "/nonexistent/x", "~", "{shared}", "{name}", "{0}", "{",
              "runs/{name}/../..", "a\x00b", "C:\\x", "x" * 300, "ünïcödé/路径", "/dev/null",
              "/proc/self", ".hidden", "-", " ", ""]
-ENUM_LIKE = ["onnxruntime", "tensorrt", "tflite", "openvino", "torch", "int8", "fp16", "qat",
-             "ptq", "none", "channels", "two_four", "cifar", "imagenet", "val", "train",
-             "entropy", "percentile", "NHWC", "auto", "cuda", "tensorflow", "INT8"]
+ENUM_LIKE = ["onnxruntime", "tensorrt", "tflite", "openvino", "executorch", "torch", "int8",
+             "fp16", "qat", "ptq", "none", "channels", "two_four", "cifar", "imagenet", "val",
+             "train", "entropy", "percentile", "NHWC", "auto", "cuda", "tensorflow", "INT8"]
 VALUES = st.one_of(
     st.none(), st.booleans(),
     st.integers(-2**70, 2**70), st.integers(-3, 3),
